@@ -1,0 +1,262 @@
+"""BERT, written out (notebook 01_attention).
+
+Devlin et al. 2019, "BERT: Pre-training of Deep Bidirectional Transformers";
+Vaswani et al. 2017, "Attention Is All You Need".
+
+Module and parameter names follow Hugging Face `modeling_bert.py`, so a
+`BertModel` checkpoint's state dict loads with `strict=True` and no key map:
+embeddings / encoder.layer[i].{attention.self, attention.output, intermediate,
+output} / pooler. `LayerNorm` stays CamelCase for the same reason.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class BertConfig:
+    """Field names are those of transformers' `configuration_bert.py`, so a
+    checkpoint's `config.json` reads straight in (unknown keys are ignored)."""
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    initializer_range: float = 0.02
+    # "sdpa": torch's fused scaled_dot_product_attention (fast; the default).
+    # "manual": the softmax(QK^T/sqrt(d) + mask) V written out, as taught in 01.
+    attn_implementation: str = "sdpa"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BertConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def from_json_file(cls, path) -> "BertConfig":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: line {e.lineno} column {e.colno}: "
+                             f"invalid JSON ({e.msg})") from None
+        cfg = cls.from_dict(d)
+        if d.get("hidden_act", "gelu") != "gelu":
+            raise ValueError(f"{path}: hidden_act={d['hidden_act']!r}; minbert "
+                             "implements only 'gelu'")
+        if d.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError(f"{path}: position_embedding_type must be 'absolute'")
+        return cfg
+
+
+@dataclass
+class BertOutput:
+    last_hidden_state: torch.Tensor  # (batch, seq, hidden)
+    pooler_output: torch.Tensor      # (batch, hidden)
+    attentions: tuple | None = None  # per layer (batch, heads, seq, seq), if asked
+
+
+def extended_attention_mask(attention_mask: torch.Tensor, dtype) -> torch.Tensor:
+    """(batch, seq) of 1 = token / 0 = padding -> additive (batch, 1, 1, seq) mask:
+    0 where attended, a large negative number where padded, so that after the
+    softmax padded keys get (almost exactly) zero weight."""
+    mask = attention_mask[:, None, None, :].to(dtype)
+    return (1.0 - mask) * torch.finfo(dtype).min
+
+
+def attention(query, key, value, mask=None, dropout_p=0.0, training=False):
+    """softmax(Q K^T / sqrt(d) + mask) V, the written-out version.
+    query/key/value: (batch, heads, seq, head_size); mask additive, broadcastable."""
+    scores = query @ key.transpose(-1, -2) / math.sqrt(query.size(-1))  # (b, h, s, s)
+    if mask is not None:
+        scores = scores + mask
+    probs = scores.softmax(dim=-1)
+    probs = F.dropout(probs, p=dropout_p, training=training)
+    return probs @ value, probs
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        if config.hidden_size % config.num_attention_heads:
+            raise ValueError(f"hidden_size {config.hidden_size} is not a multiple of "
+                             f"num_attention_heads {config.num_attention_heads}")
+        self.num_heads = config.num_attention_heads
+        self.head_size = config.hidden_size // config.num_attention_heads
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.attn_implementation = config.attn_implementation
+
+    def split_heads(self, x):
+        b, s, _ = x.shape  # (batch, seq, hidden) -> (batch, heads, seq, head_size)
+        return x.view(b, s, self.num_heads, self.head_size).transpose(1, 2)
+
+    def merge_heads(self, x):
+        b, _, s, _ = x.shape  # (batch, heads, seq, head_size) -> (batch, seq, hidden)
+        return x.transpose(1, 2).reshape(b, s, self.num_heads * self.head_size)
+
+    def forward(self, hidden_states, mask=None, output_attentions=False):
+        q = self.split_heads(self.query(hidden_states))
+        k = self.split_heads(self.key(hidden_states))
+        v = self.split_heads(self.value(hidden_states))
+        p = self.dropout.p if self.training else 0.0
+        if self.attn_implementation == "sdpa" and not output_attentions:
+            # Same maths, one fused kernel: no (b, h, s, s) tensor kept for backward.
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            probs = None
+        else:
+            ctx, probs = attention(q, k, v, mask, p, self.training)
+        return self.merge_heads(ctx), probs
+
+
+class BertSelfOutput(nn.Module):
+    """Output projection + dropout + residual + LayerNorm (post-LN, as in BERT)."""
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, input_tensor):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.self = BertSelfAttention(config)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, hidden_states, mask=None, output_attentions=False):
+        ctx, probs = self.self(hidden_states, mask, output_attentions)
+        return self.output(ctx, hidden_states), probs
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+
+    def forward(self, hidden_states):
+        return F.gelu(self.dense(hidden_states))  # exact (erf) GELU, as BERT's "gelu"
+
+
+class BertFFNOutput(nn.Module):
+    """Feed-forward down-projection + dropout + residual + LayerNorm.
+    (transformers calls this class BertOutput; the key names are the same.)"""
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, input_tensor):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertFFNOutput(config)
+
+    def forward(self, hidden_states, mask=None, output_attentions=False):
+        attn_out, probs = self.attention(hidden_states, mask, output_attentions)
+        return self.output(self.intermediate(attn_out), attn_out), probs
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+
+class BertEmbeddings(nn.Module):
+    """word + position + token-type embeddings, then LayerNorm and dropout."""
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size,
+                                            padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, token_type_ids=None):
+        seq = input_ids.size(1)
+        pos = torch.arange(seq, device=input_ids.device)[None, :]  # (1, seq)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = (self.word_embeddings(input_ids) + self.position_embeddings(pos)
+             + self.token_type_embeddings(token_type_ids))
+        return self.dropout(self.LayerNorm(x))
+
+
+class BertPooler(nn.Module):
+    """tanh(W h_[CLS] + b): the sentence vector BERT's next-sentence head was trained on."""
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states):
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
+class BertModel(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module):
+        # BERT's initialisation: N(0, 0.02) weights, zero biases, LayerNorm = identity.
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.config.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+        if isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def set_attn_implementation(self, name: str):
+        if name not in ("sdpa", "manual"):
+            raise ValueError(f"attn_implementation must be 'sdpa' or 'manual', got {name!r}")
+        self.config.attn_implementation = name
+        for layer in self.encoder.layer:
+            layer.attention.self.attn_implementation = name
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None,
+                output_attentions=False):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden_states = self.embeddings(input_ids, token_type_ids)
+        mask = extended_attention_mask(attention_mask, hidden_states.dtype)
+        attentions = []
+        for layer in self.encoder.layer:
+            hidden_states, probs = layer(hidden_states, mask, output_attentions)
+            attentions.append(probs)
+        return BertOutput(hidden_states, self.pooler(hidden_states),
+                          tuple(attentions) if output_attentions else None)

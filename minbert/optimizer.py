@@ -1,0 +1,69 @@
+"""AdamW as in the CS224N minbert reference (notebook 02_adamw).
+
+Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization"; Kingma & Ba 2015.
+
+Per parameter, at step t (t = 1, 2, ...):
+    m <- b1 m + (1 - b1) g
+    v <- b2 v + (1 - b2) g^2
+    alpha = lr * sqrt(1 - b2^t) / (1 - b1^t)   if correct_bias else lr
+    p <- p - alpha * m / (sqrt(v) + eps)
+    p <- p - lr * weight_decay * p              (decoupled: applied after the Adam step)
+
+This differs from torch.optim.AdamW in two places (02 shows both numerically):
+torch adds eps to the bias-corrected sqrt(v_hat) (here eps meets the uncorrected
+sqrt(v), an "epsilon-hat" of eps*sqrt(1-b2^t)), and torch decays the weights
+*before* the Adam step, from the old p.
+"""
+import math
+
+import torch
+from torch.optim import Optimizer
+
+
+class AdamW(Optimizer):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0,
+                 correct_bias=True):
+        if not lr >= 0.0:
+            raise ValueError(f"Invalid learning rate: {lr} - should be >= 0.0")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter: {betas[0]} - should be in [0.0, 1.0)")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter: {betas[1]} - should be in [0.0, 1.0)")
+        if not eps >= 0.0:
+            raise ValueError(f"Invalid epsilon value: {eps} - should be >= 0.0")
+        if not weight_decay >= 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay} - should be >= 0.0")
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        correct_bias=correct_bias)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if g.is_sparse:
+                    raise RuntimeError("AdamW does not support sparse gradients; "
+                                       "use torch.optim.SparseAdam instead")
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                state["step"] += 1
+                t = state["step"]
+                m.mul_(b1).add_(g, alpha=1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                alpha = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t) if group["correct_bias"] else lr
+                p.addcdiv_(m, v.sqrt().add_(eps), value=-alpha)
+                if group["weight_decay"] != 0.0:
+                    p.mul_(1 - lr * group["weight_decay"])
+        return loss

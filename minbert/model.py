@@ -40,6 +40,10 @@ class BertConfig:
     # "sdpa": torch's fused scaled_dot_product_attention (fast; the default).
     # "manual": the softmax(QK^T/sqrt(d) + mask) V written out, as taught in 01.
     attn_implementation: str = "sdpa"
+    # Skip the padding: run every token-wise layer (projections, FFN, LayerNorm) on the
+    # real tokens only, packed into (tokens, hidden); only attention sees the padded grid.
+    # Same numbers on real tokens; padded positions of last_hidden_state come out as 0.
+    unpad: bool = True
 
     @classmethod
     def from_dict(cls, d: dict) -> "BertConfig":
@@ -78,6 +82,20 @@ def extended_attention_mask(attention_mask: torch.Tensor, dtype) -> torch.Tensor
     return (1.0 - mask) * torch.finfo(dtype).min
 
 
+class Packing:
+    """Where the real tokens of a padded (batch, seq) grid are, to pack and unpack them."""
+    def __init__(self, attention_mask: torch.Tensor):
+        self.batch, self.seq = attention_mask.shape
+        self.index = attention_mask.reshape(-1).nonzero().squeeze(1)  # (tokens,)
+
+    def pack(self, x):    # (batch, seq, ...) -> (tokens, ...)
+        return x.reshape(self.batch * self.seq, *x.shape[2:]).index_select(0, self.index)
+
+    def unpack(self, x):  # (tokens, ...) -> (batch, seq, ...), zeros at padding
+        out = x.new_zeros(self.batch * self.seq, *x.shape[1:]).index_copy(0, self.index, x)
+        return out.view(self.batch, self.seq, *x.shape[1:])
+
+
 def attention(query, key, value, mask=None, dropout_p=0.0, training=False):
     """softmax(Q K^T / sqrt(d) + mask) V, the written-out version.
     query/key/value: (batch, heads, seq, head_size); mask additive, broadcastable."""
@@ -111,10 +129,13 @@ class BertSelfAttention(nn.Module):
         b, _, s, _ = x.shape  # (batch, heads, seq, head_size) -> (batch, seq, hidden)
         return x.transpose(1, 2).reshape(b, s, self.num_heads * self.head_size)
 
-    def forward(self, hidden_states, mask=None, output_attentions=False):
-        q = self.split_heads(self.query(hidden_states))
-        k = self.split_heads(self.key(hidden_states))
-        v = self.split_heads(self.value(hidden_states))
+    def forward(self, hidden_states, mask=None, output_attentions=False, packing=None):
+        # With packing, hidden_states is (tokens, hidden): project the real tokens only,
+        # then lay them out on the padded grid for the attention itself.
+        grid = packing.unpack if packing is not None else (lambda x: x)
+        q = self.split_heads(grid(self.query(hidden_states)))
+        k = self.split_heads(grid(self.key(hidden_states)))
+        v = self.split_heads(grid(self.value(hidden_states)))
         p = self.dropout.p if self.training else 0.0
         if self.attn_implementation == "sdpa" and not output_attentions:
             # Same maths, one fused kernel: no (b, h, s, s) tensor kept for backward.
@@ -122,7 +143,8 @@ class BertSelfAttention(nn.Module):
             probs = None
         else:
             ctx, probs = attention(q, k, v, mask, p, self.training)
-        return self.merge_heads(ctx), probs
+        ctx = self.merge_heads(ctx)
+        return (packing.pack(ctx) if packing is not None else ctx), probs
 
 
 class BertSelfOutput(nn.Module):
@@ -143,8 +165,8 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config)
 
-    def forward(self, hidden_states, mask=None, output_attentions=False):
-        ctx, probs = self.self(hidden_states, mask, output_attentions)
+    def forward(self, hidden_states, mask=None, output_attentions=False, packing=None):
+        ctx, probs = self.self(hidden_states, mask, output_attentions, packing)
         return self.output(ctx, hidden_states), probs
 
 
@@ -177,8 +199,8 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertFFNOutput(config)
 
-    def forward(self, hidden_states, mask=None, output_attentions=False):
-        attn_out, probs = self.attention(hidden_states, mask, output_attentions)
+    def forward(self, hidden_states, mask=None, output_attentions=False, packing=None):
+        attn_out, probs = self.attention(hidden_states, mask, output_attentions, packing)
         return self.output(self.intermediate(attn_out), attn_out), probs
 
 
@@ -254,9 +276,15 @@ class BertModel(nn.Module):
             attention_mask = torch.ones_like(input_ids)
         hidden_states = self.embeddings(input_ids, token_type_ids)
         mask = extended_attention_mask(attention_mask, hidden_states.dtype)
+        packing = None
+        if self.config.unpad and not bool(attention_mask.all()):
+            packing = Packing(attention_mask)
+            hidden_states = packing.pack(hidden_states)  # (tokens, hidden)
         attentions = []
         for layer in self.encoder.layer:
-            hidden_states, probs = layer(hidden_states, mask, output_attentions)
+            hidden_states, probs = layer(hidden_states, mask, output_attentions, packing)
             attentions.append(probs)
+        if packing is not None:
+            hidden_states = packing.unpack(hidden_states)  # (batch, seq, hidden)
         return BertOutput(hidden_states, self.pooler(hidden_states),
                           tuple(attentions) if output_attentions else None)

@@ -43,7 +43,9 @@ def test_bundled_minilm_matches_transformers(data_root, impl, monkeypatch):
     assert max_diff(ours.pooler_output, ref.pooler_output) < 1e-5
     # Rows at *padded* positions are never used downstream; in float32 both libraries are
     # ~3e-5 away from the float64 result there (each as far as the other), so compare
-    # every position, padding included, in float64 where rounding is out of the way.
+    # every position, padding included, in float64 where rounding is out of the way
+    # (without packing: packed runs leave padded positions at exactly 0, tested below).
+    model.config.unpad = False
     with torch.no_grad():
         ours64, ref64 = model.double()(**batch), oracle.double()(**batch)
     assert max_diff(ours64.last_hidden_state, ref64.last_hidden_state) < 1e-10
@@ -84,9 +86,10 @@ def test_random_non_default_shape_roundtrip(random_hf_folder):
     assert model.config.hidden_size == 96 and len(model.encoder.layer) == 3
     batch = tok(["a short one", "a somewhat longer sentence with more tokens in it"],
                 padding=True, return_tensors="pt")
+    real = batch["attention_mask"].bool()
     with torch.no_grad():
         ours, theirs = model(**batch), ref(**batch)
-    assert max_diff(ours.last_hidden_state, theirs.last_hidden_state) < 1e-5
+    assert max_diff(ours.last_hidden_state[real], theirs.last_hidden_state[real]) < 1e-5
     assert max_diff(ours.pooler_output, theirs.pooler_output) < 1e-5
 
 
@@ -180,3 +183,21 @@ def test_dropout_active_only_in_training():
 def test_bad_head_count():
     with pytest.raises(ValueError, match="not a multiple"):
         minbert.BertModel(minbert.BertConfig(hidden_size=30, num_attention_heads=4))
+
+
+def test_packing_changes_nothing_on_real_tokens(data_root):
+    """unpad=True runs the token-wise layers on real tokens only: same outputs on real
+    tokens, zeros at padding, and the same gradients as transformers' padded computation."""
+    model, tok = minbert.load_pretrained("minilm-l6")
+    oracle = hf_model(bundled_path())
+    batch = tok(real_sentences(data_root), padding=True, return_tensors="pt")
+    real = batch["attention_mask"].bool()
+    assert model.config.unpad
+    ours, ref = model(**batch), oracle(**batch)
+    assert max_diff(ours.last_hidden_state[real], ref.last_hidden_state[real]) < 1e-5
+    assert ours.last_hidden_state[~real].abs().max() == 0
+    for out in (ours, ref):
+        (out.last_hidden_state[real].pow(2).mean() + out.pooler_output.sum()).backward()
+    theirs = dict(oracle.named_parameters())
+    for name, p in model.named_parameters():
+        assert (p.grad - theirs[name].grad).abs().max() < 1e-4 * max(1.0, theirs[name].grad.abs().max()), name

@@ -1,0 +1,350 @@
+"""The course data: SST-5, Quora, STS-B and CFIMDB as the CS224N default final project
+ships them, read into `Example`s and batched for BERT (notebook 03_heads; used by 04-08).
+
+    from minbert.data import load, make_loader
+    train = load("sst", "train")                      # list[Example]
+    loader = make_loader(train, tokenizer, 32, shuffle=True, seed=0)
+
+Where the files are: `data_dir()` looks at its argument, then $MINBERT_DATA, then the
+repository's `data/` folder. `python -m minbert.data fetch` downloads them (internet needed);
+`python -m minbert.data check` reads every file present and prints counts.
+
+Rules (also in data/README.md):
+- Every file is tab-separated with a header; columns are found by name, so the leading
+  index column and the odd header of the SST/CFIMDB test files (`0<TAB><TAB>id<TAB>sentence`)
+  do not matter. Ids and sentences are stripped of surrounding white space.
+- Skip rule: a row whose sentence (or, for pairs, either sentence) or label is empty is
+  skipped, and one `DataWarning` per file says how many rows and which ids. quora-dev.csv
+  has two such rows. Anything else malformed is a `DataError` naming file and line.
+- Quora split: without `quora-train.csv` (about 141k pairs, absent from offline copies),
+  "train" and "dev" both come from `quora-dev.csv`: a pair is in train when
+  int(sha1(id).hexdigest()[:8], 16) % 100 < 80, else in the held-out dev part. sha1 (not
+  Python's salted hash()) keeps the split the same on every run and machine. With a real
+  `quora-train.csv` present, train is that file and dev the official dev file.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import os
+import random
+import sys
+import tempfile
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from .env import DATA_ENV
+
+REPO_DATA = Path(__file__).resolve().parents[1] / "data"
+BASE_URL = "https://raw.githubusercontent.com/gpoesia/minbert-default-final-project/main/data/"
+
+FILES = {  # (task, split) -> file name in the CS224N distribution
+    ("sst", "train"): "ids-sst-train.csv", ("sst", "dev"): "ids-sst-dev.csv",
+    ("sst", "test"): "ids-sst-test-student.csv",
+    ("quora", "train"): "quora-train.csv", ("quora", "dev"): "quora-dev.csv",
+    ("quora", "test"): "quora-test-student.csv",
+    ("sts", "train"): "sts-train.csv", ("sts", "dev"): "sts-dev.csv",
+    ("sts", "test"): "sts-test-student.csv",
+    ("cfimdb", "train"): "ids-cfimdb-train.csv", ("cfimdb", "dev"): "ids-cfimdb-dev.csv",
+    ("cfimdb", "test"): "ids-cfimdb-test-student.csv",
+}
+TASKS = ("sst", "quora", "sts", "cfimdb")
+SPLITS = ("train", "dev", "test")
+TEXT_COLUMNS = {"sst": ("sentence",), "cfimdb": ("sentence",),
+                "quora": ("sentence1", "sentence2"), "sts": ("sentence1", "sentence2")}
+LABEL_COLUMN = {"sst": "sentiment", "cfimdb": "sentiment", "quora": "is_duplicate",
+                "sts": "similarity"}
+QUORA_TRAIN_PERCENT = 80
+
+
+class DataError(ValueError):
+    pass
+
+
+class DataWarning(UserWarning):
+    pass
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    text: str
+    text2: str | None  # second sentence of a pair (Quora, STS), None for single sentences
+    label: int | float | None  # None on the unlabelled test files
+
+
+def fetch_hint() -> str:
+    return (f"set {DATA_ENV}=/folder/with/the/csvs or run `python -m minbert.data fetch` "
+            f"(needs internet); see data/README.md")
+
+
+def data_dir(path=None) -> Path:
+    """The folder holding the course CSVs: `path` > $MINBERT_DATA > <repo>/data."""
+    if path is not None:
+        folder, source = Path(path), "the path argument"
+    elif os.environ.get(DATA_ENV):
+        folder, source = Path(os.environ[DATA_ENV]), f"${DATA_ENV}"
+    else:
+        folder, source = REPO_DATA, "the default"
+    folder = folder.expanduser()
+    if not any((folder / name).is_file() for name in FILES.values()):
+        raise DataError(f"{folder} (from {source}) holds none of the course CSVs "
+                        f"(e.g. {FILES['sst', 'train']}): {fetch_hint()}")
+    return folder
+
+
+# ---------------------------------------------------------------- reading one file
+
+def parse_label(task: str, raw: str, where: str):
+    col = LABEL_COLUMN[task]
+    try:
+        x = float(raw)
+    except ValueError:
+        raise DataError(f"{where}: expected a number in column {col!r}, found {raw!r}") from None
+    if task == "sts":
+        if not 0.0 <= x <= 5.0:  # also catches nan
+            raise DataError(f"{where}: expected a similarity in 0..5 in column {col!r}, "
+                            f"found {raw!r}")
+        return x
+    allowed = range(5) if task == "sst" else range(2)
+    if not (x.is_integer() and int(x) in allowed):
+        raise DataError(f"{where}: expected an integer label {allowed.start}..{allowed.stop - 1} "
+                        f"in column {col!r}, found {raw!r}")
+    return int(x)
+
+
+def read_file(task: str, path, labelled: bool = True) -> list[Example]:
+    """Read one CSV of `task` into Examples, in file order. `labelled=False` for the
+    *-test-student files, which have no label column."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; {fetch_hint()}")
+    wanted = ("id",) + TEXT_COLUMNS[task] + ((LABEL_COLUMN[task],) if labelled else ())
+    examples, skipped = [], []
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.reader(f, delimiter="\t")
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path}:1: empty file; expected a tab-separated header "
+                                f"naming {', '.join(wanted)}")
+            header = [h.strip() for h in header]
+            missing = [c for c in wanted if c not in header]
+            if missing:
+                hint = ""
+                if len(header) == 1:
+                    hint = " (one column: is the file " + (
+                        "comma-separated?" if "," in header[0] else "tab-separated?") + ")"
+                elif labelled and missing == [LABEL_COLUMN[task]]:
+                    hint = " (an unlabelled test file? read it with labelled=False)"
+                raise DataError(f"{path}:1: expected a header with columns {', '.join(wanted)}; "
+                                f"missing {', '.join(missing)}; found {header}{hint}")
+            col = {c: header.index(c) for c in wanted}
+            for row in reader:
+                line = reader.line_num  # 1-based, header = 1; the line the row ends on
+                if not row:
+                    continue  # a blank line is not a row (pandas skips them too)
+                where = f"{path}:{line}"
+                if len(row) != len(header):
+                    raise DataError(f"{where}: expected {len(header)} tab-separated fields as in "
+                                    f"the header, found {len(row)}")
+                ex_id = row[col["id"]].strip()
+                texts = [row[col[c]].strip() for c in TEXT_COLUMNS[task]]
+                raw = row[col[LABEL_COLUMN[task]]].strip() if labelled else None
+                if not ex_id:
+                    raise DataError(f"{where}: expected an id in column 'id', found an empty field")
+                if not all(texts) or raw == "":
+                    skipped.append((line, ex_id))  # the skip rule: say so below, never silently
+                    continue
+                label = parse_label(task, raw, where) if labelled else None
+                text2 = texts[1] if len(texts) > 1 else None
+                examples.append(Example(ex_id, texts[0], text2, label))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: expected UTF-8 text, found undecodable bytes ({e})") from None
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: expected a tab-separated row ({e})") from None
+    if not examples and not skipped:
+        raise DataError(f"{path}:2: expected at least one row after the header, found none")
+    if skipped:
+        warnings.warn(f"{path}: skipped {len(skipped)} row(s) with an empty sentence or label: "
+                      + ", ".join(f"line {n} id {i}" for n, i in skipped),
+                      DataWarning, stacklevel=2)
+    return examples
+
+
+def quora_in_train(ex_id: str) -> bool:
+    """The fixed offline Quora split: sha1 is the same on every machine and run."""
+    return int(hashlib.sha1(ex_id.encode("utf-8")).hexdigest()[:8], 16) % 100 < QUORA_TRAIN_PERCENT
+
+
+def load(task: str, split: str, root=None) -> list[Example]:
+    """Examples of `task` ("sst", "quora", "sts", "cfimdb") and `split` ("train", "dev",
+    "test"; test has label None). Quora without quora-train.csv: see the module docstring."""
+    if task not in TASKS or split not in SPLITS:
+        raise ValueError(f"expected task in {TASKS} and split in {SPLITS}, got {task!r}, {split!r}")
+    folder = data_dir(root)
+    if task == "quora" and split != "test" and not (folder / FILES["quora", "train"]).is_file():
+        dev = read_file("quora", folder / FILES["quora", "dev"])
+        return [e for e in dev if quora_in_train(e.id) == (split == "train")]
+    return read_file(task, folder / FILES[task, split], labelled=split != "test")
+
+
+def subset(examples, n, seed=0) -> list[Example]:
+    """n examples drawn with random.Random(seed), kept in their original order; n=None keeps all."""
+    examples = list(examples)
+    if n is None or n >= len(examples):
+        return examples
+    if n < 0:
+        raise ValueError(f"n must be >= 0 or None, got {n}")
+    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
+
+
+# ---------------------------------------------------------------- batching
+
+class EpochSampler(Sampler[int]):
+    """File order, or a permutation from torch.Generator seeded with seed + epoch.
+
+    Each pass over the loader uses the current epoch and then advances it, so
+    `for epoch in range(3): for batch in loader` sees three different, reproducible orders.
+    To resume at epoch e, call `loader.sampler.set_epoch(e)` before iterating: the order is
+    then exactly the one an uninterrupted run saw in epoch e."""
+
+    def __init__(self, n: int, shuffle: bool, seed: int):
+        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        if not self.shuffle:
+            return iter(range(self.n))
+        g = torch.Generator().manual_seed(self.seed + epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+def make_loader(examples, tokenizer, batch_size, *, shuffle=False, seed=0, max_length=128,
+                pair_mode="joint") -> DataLoader:
+    """A DataLoader of dict batches (see docs/interfaces.md). Tokenisation happens per batch
+    in collate, padded to the longest sequence in the batch and truncated to max_length.
+    Pairs: pair_mode="joint" encodes [CLS] a [SEP] b [SEP] (token_type_ids 0 then 1);
+    "separate" encodes each sentence alone (keys *_1 and *_2, for Sentence-BERT style).
+    labels: long for single sentences (SST, CFIMDB), float for pairs (Quora 0./1. for BCE,
+    STS 0..5); absent when the examples have no labels. Order: see EpochSampler."""
+    examples = list(examples)
+    if not examples:
+        raise ValueError("make_loader: expected at least one example, got none")
+    if pair_mode not in ("joint", "separate"):
+        raise ValueError(f"pair_mode must be 'joint' or 'separate', got {pair_mode!r}")
+    is_pair = examples[0].text2 is not None
+    labelled = examples[0].label is not None
+    if any((e.text2 is not None) != is_pair or (e.label is not None) != labelled for e in examples):
+        raise ValueError("make_loader: mix of pair and single-sentence, or labelled and "
+                         "unlabelled examples; build one loader per task and split")
+    label_dtype = torch.float if is_pair else torch.long
+
+    def encode(a, b=None, suffix=""):
+        enc = tokenizer(a, b, padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt", return_token_type_ids=True, return_attention_mask=True)
+        return {k + suffix: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+
+    def collate(batch):
+        out = {"ids": [e.id for e in batch]}
+        texts = [e.text for e in batch]
+        if is_pair and pair_mode == "separate":
+            out |= encode(texts, suffix="_1") | encode([e.text2 for e in batch], suffix="_2")
+        else:
+            out |= encode(texts, [e.text2 for e in batch] if is_pair else None)
+        if labelled:
+            out["labels"] = torch.tensor([e.label for e in batch], dtype=label_dtype)
+        return out
+
+    sampler = EpochSampler(len(examples), shuffle, seed)
+    return DataLoader(examples, batch_size=batch_size, sampler=sampler,
+                      collate_fn=collate, num_workers=0)
+
+
+# ---------------------------------------------------------------- command line
+
+def fetch(dest, files=None, base_url=BASE_URL, force=False,
+          opener=urllib.request.urlopen) -> list[Path]:
+    """Download the course CSVs into dest. Each file is checked with read_file and then
+    renamed into place, so a failed or garbled download leaves nothing behind."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    task_of = {name: (task, split) for (task, split), name in FILES.items()}
+    written = []
+    for name in files or FILES.values():
+        target = dest / name
+        if target.exists() and not force:
+            print(f"{target}: present, kept (--force downloads again)")
+            continue
+        url = base_url + name
+        fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    with opener(url, timeout=60) as response:
+                        while chunk := response.read(1 << 20):
+                            out.write(chunk)
+                except Exception as e:  # offline, 404, timeout, ...
+                    raise DataError(f"could not download {url} ({type(e).__name__}: {e}); "
+                                    f"`fetch` needs internet. Or copy the CSVs into {dest} "
+                                    f"or set {DATA_ENV}") from None
+            task, split = task_of[name]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DataWarning)  # quora-dev's known rows
+                n = len(read_file(task, tmp, labelled=split != "test"))
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        print(f"{target}: {n} examples")
+        written.append(target)
+    return written
+
+
+def check(root=None):
+    folder = data_dir(root)
+    print(f"data folder: {folder}")
+    for (task, split), name in FILES.items():
+        if (folder / name).is_file():
+            n = len(read_file(task, folder / name, labelled=split != "test"))
+            print(f"  {name:32s} {task:6s} {split:5s} {n:7d}")
+        else:
+            print(f"  {name:32s} missing")
+    has = lambda key: (folder / FILES[key]).is_file()
+    if has(("quora", "dev")) and not has(("quora", "train")):
+        print(f"  quora train/dev from {FILES['quora', 'dev']} by sha1(id): "
+              f"{len(load('quora', 'train', folder))} / {len(load('quora', 'dev', folder))}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m minbert.data", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fetch", help="download the course CSVs (needs internet)")
+    f.add_argument("--dest", default=os.environ.get(DATA_ENV) or str(REPO_DATA))
+    f.add_argument("--force", action="store_true", help="download files already present again")
+    c = sub.add_parser("check", help="read every file present and print counts")
+    c.add_argument("--root", default=None)
+    args = p.parse_args(argv)
+    try:
+        fetch(args.dest, force=args.force) if args.command == "fetch" else check(args.root)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+"""minbert.train on a tiny random BERT and a few dozen real examples: determinism,
+checkpoints, SIGKILL + resume, NaN detection, the epoch rule, output files, metrics."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import minbert.train as T
+from minbert.heads import MultitaskBERT
+from minbert.pretrained import bundled_path
+
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A random 2-layer, hidden-32 BERT saved by transformers as an HF folder, with the
+    bundled tokenizer: loads through load_pretrained like any checkpoint, trains fast."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64,
+                                  max_position_embeddings=128)
+    transformers.BertModel(cfg).save_pretrained(folder, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy(bundled_path() / name, folder / name)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """1 thread: faster on a shared 2-core box, and the same in every process compared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def cfg(tiny, data_root, **kw):
+    base = dict(model=str(tiny), data=str(data_root), epochs=2, batch_size=8, eval_batch_size=32,
+                max_length=32, n_train=24, n_dev=16, lr=1e-3, seed=3)
+    return T.TrainConfig(**(base | kw))
+
+
+def strip_times(history):
+    return [{k: v for k, v in e.items() if k != "wall_time_s"} for e in history]
+
+
+def read(path):
+    return json.loads(path.read_text())
+
+
+# --- metrics --------------------------------------------------------------------------
+def test_metrics_against_hand_values():
+    assert T.accuracy([1, 2, 3, 4], [1, 2, 0, 0]) == 0.5
+    # deviations (-1.5, -.5, .5, 1.5) and (-1.5, .5, -.5, 1.5): r = 4 / sqrt(5 * 5) = 0.8
+    assert T.pearson([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert T.pearson([3, 2, 1], [1, 2, 3]) == pytest.approx(-1.0)
+    assert T.pearson([2, 2, 2], [1, 2, 3]) == 0.0  # undefined for a constant: reported as 0
+    assert T.metric("sts", [0, 1], [0, 2]) == pytest.approx(1.0)
+
+
+def test_config_defaults_and_validation():
+    c = T.TrainConfig().resolved()
+    assert c.tasks == ("sst",) and c.lr == 1e-5
+    c = T.TrainConfig(mode="multitask", option="pretrain").resolved()
+    assert c.tasks == ("sst", "quora", "sts") and c.lr == 1e-3
+    with pytest.raises(ValueError, match="one task"):
+        T.TrainConfig(mode="single", tasks=("sst", "sts")).resolved()
+    with pytest.raises(ValueError, match="finetune"):
+        T.TrainConfig(mode="pcgrad", option="pretrain").resolved()
+    with pytest.raises(ValueError, match="mode"):
+        T.TrainConfig(mode="joint").resolved()
+    with pytest.raises(ValueError, match="finetune"):
+        T.TrainConfig(tasks=("sts",), option="pretrain", pair_mode="separate",
+                      sts_loss="cosine_mse").resolved()
+
+
+def test_cli_builds_the_config_from_fields(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(T, "run", lambda c, out, **kw: seen.update(c=c, out=out, **kw) or {"dev": {}})
+    T.main(["--mode", "single", "--task", "sts", "--model", "minilm-l6", "--out", "runs/x",
+            "--epochs", "3", "--lr", "2e-5", "--n-train", "50", "--no-log-conflict", "--resume",
+            "--init-from", "some/folder"])
+    c = seen["c"]
+    assert (c.tasks, c.epochs, c.lr, c.n_train, c.log_conflict, c.init_from) == (
+        ["sts"], 3, 2e-5, 50, False, "some/folder")
+    assert seen["out"] == "runs/x" and seen["resume"] is True
+
+
+# --- runs -------------------------------------------------------------------------------
+def test_same_seed_same_metrics_and_files(tiny, data_root, tmp_path):
+    c = cfg(tiny, data_root, mode="multitask", n_train={"sst": 24, "quora": 32, "sts": 16})
+    m1 = T.run(c, tmp_path / "a", progress=False)
+    m2 = T.run(c, tmp_path / "b", progress=False)
+    assert (tmp_path / "a/metrics.json").read_bytes() == (tmp_path / "b/metrics.json").read_bytes()
+    assert strip_times(read(tmp_path / "a/history.json")) == strip_times(read(tmp_path / "b/history.json"))
+    m3 = T.run(c.__class__(**(asdict(c) | {"seed": 4})), tmp_path / "c", progress=False)
+    assert read(tmp_path / "c/history.json")[0]["train"] != read(tmp_path / "a/history.json")[0]["train"]
+
+    # the epoch: R = shortest loader (16 sts examples / 8 = 2 batches), one step per batch
+    h = read(tmp_path / "a/history.json")
+    assert [e["steps"] for e in h] == [6, 12]
+    assert all(e["train"][t]["batches"] == 2 for e in h for t in ("sst", "quora", "sts"))
+    assert set(h[0]["conflict"]) == {"sst-quora", "sst-sts", "quora-sts"}
+    for v in h[0]["conflict"].values():
+        assert 0 <= v["conflict_rate"] <= 1 and -1 <= v["mean_cosine"] <= 1
+    assert m1["dev"] == h[-1]["dev"] and m1["n_dev"] == {"sst": 16, "quora": 16, "sts": 16}
+    assert m1["config"]["seed"] == 3 and m1["steps"] == 12
+
+    # dev predictions: ids, pred, gold; the metric recomputed from the file (numpy oracle)
+    lines = (tmp_path / "a/dev-predictions-sts.tsv").read_text().splitlines()
+    assert lines[0] == "id\tpred\tgold" and len(lines) == 17
+    pred, gold = np.array([[float(x) for x in l.split("\t")[1:]] for l in lines[1:]]).T
+    r = np.corrcoef(pred, gold)[0, 1]
+    assert m1["dev"]["sts"]["pearson"] == pytest.approx(r, abs=1e-6)
+    lines = (tmp_path / "a/dev-predictions-sst.tsv").read_text().splitlines()[1:]
+    acc = np.mean([l.split("\t")[1] == l.split("\t")[2] for l in lines])
+    assert m1["dev"]["sst"]["acc"] == pytest.approx(acc)
+
+
+def test_checkpoint_loads_with_weights_only(tiny, data_root, tmp_path):
+    c = cfg(tiny, data_root, epochs=1, tasks=("sts",), init_from=str(tiny), model="not-a-model")
+    T.run(c, tmp_path, progress=False)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ck["epoch"] == 1 and len(ck["history"]) == 1
+    assert set(ck["rng"]) >= {"torch", "python", "numpy"}
+    assert ck["config"]["init_from"] == str(tiny)
+    model, tok, config = T.load_run(tmp_path)
+    assert isinstance(model, MultitaskBERT) and config.tasks == ("sts",)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ck["model"][k]), k
+    assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys, torch
+    torch.set_num_threads(1)
+    import minbert.train as T
+    config = T.TrainConfig(**__CONFIG__)
+    def die(epoch, history):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+    T.run(config, sys.argv[1], progress=False, on_epoch_end=die)
+""")
+
+
+def test_sigkill_after_first_epoch_then_resume(tiny, data_root, tmp_path):
+    c = cfg(tiny, data_root, mode="multitask", tasks=("sst", "sts"), n_train=16, epochs=3)
+    script = KILLER.replace("__CONFIG__", repr(asdict(c)))
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "killed")],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert torch.load(tmp_path / "killed/checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert not (tmp_path / "killed/metrics.json").exists()
+
+    resumed = T.run(c, tmp_path / "killed", resume=True, progress=False)
+    straight = T.run(c, tmp_path / "straight", progress=False)
+    assert resumed == straight
+    assert strip_times(read(tmp_path / "killed/history.json")) == strip_times(
+        read(tmp_path / "straight/history.json"))
+    assert (tmp_path / "killed/metrics.json").read_bytes() == (tmp_path / "straight/metrics.json").read_bytes()
+
+    with pytest.raises(ValueError, match="seed"):
+        T.run(T.TrainConfig(**(asdict(c) | {"seed": 99})), tmp_path / "killed", resume=True,
+              progress=False)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_pcgrad_interrupted_then_resumed_matches(tiny, data_root, tmp_path):
+    """In-process version for PCGrad, whose projection order draws from the global RNG."""
+    pytest.importorskip("minbert.pcgrad")
+    c = cfg(tiny, data_root, mode="pcgrad", tasks=("sst", "quora", "sts"), n_train=16, epochs=2)
+
+    def stop(epoch, history):
+        if epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        T.run(c, tmp_path / "cut", progress=False, on_epoch_end=stop)
+    torch.manual_seed(12345)  # disturb the global RNG: resume must restore it
+    resumed = T.run(c, tmp_path / "cut", resume=True, progress=False)
+    straight = T.run(c, tmp_path / "straight", progress=False)
+    assert resumed == straight
+    h = read(tmp_path / "straight/history.json")
+    assert strip_times(read(tmp_path / "cut/history.json")) == strip_times(h)
+    assert [e["steps"] for e in h] == [2, 4]  # one optimizer step per round of 3 tasks
+    assert set(h[0]["conflict"]) == {"sst-quora", "sst-sts", "quora-sts"}
+
+
+def test_nan_loss_names_step_and_task(tiny, data_root, tmp_path, monkeypatch):
+    # lr = inf: step 1 (sst) is finite, its update is not, so step 2 (quora) is nan
+    c = cfg(tiny, data_root, mode="multitask", lr=float("inf"), epochs=1)
+    with pytest.raises(FloatingPointError, match=r"task 'quora' at step 2 \(epoch 1\)"):
+        T.run(c, tmp_path / "inf", progress=False)
+
+    calls = {"n": 0}
+    real = MultitaskBERT.forward_loss
+
+    def poisoned(self, task, batch):
+        loss, out = real(self, task, batch)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 3 else loss), out
+
+    monkeypatch.setattr(MultitaskBERT, "forward_loss", poisoned)
+    with pytest.raises(FloatingPointError, match=r"task 'sts' at step 3 \(epoch 1\)"):
+        T.run(cfg(tiny, data_root, tasks=("sts",), epochs=1), tmp_path / "nan", progress=False)
+
+
+def test_pretrain_single_task_and_test_predictions(tiny, data_root, tmp_path):
+    c = cfg(tiny, data_root, option="pretrain", tasks=("sst",), epochs=1, max_batches_per_task=2)
+    m = T.run(c, tmp_path, progress=False)
+    assert m["steps"] == 2 and m["config"]["lr"] == 1e-3
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    fresh = transformers.BertModel.from_pretrained(str(tiny))  # encoder untouched by training
+    assert torch.equal(ck["model"]["bert.encoder.layer.0.attention.self.query.weight"],
+                       fresh.state_dict()["encoder.layer.0.attention.self.query.weight"])
+    model, tok, config = T.load_run(tmp_path)
+    (path,) = T.write_predictions(model, tok, config, tmp_path, "test")
+    lines = path.read_text().splitlines()
+    n_test = sum(1 for _ in open(data_root / "ids-sst-test-student.csv")) - 1
+    assert path.name == "sst-test-output.csv" and lines[0] == "id \t Predicted_Sentiment "
+    assert len(lines) == n_test + 1
+    i, p = lines[1].split(" , ")
+    assert len(i) == 25 and p.strip() in {"0", "1", "2", "3", "4"}
+
+
+# --- notebook 04: its check cell must fail on a stub and on wrong loops --------------
+NOTEBOOK = __import__("pathlib").Path(__file__).resolve().parents[1] / "notebooks" / "04_round_robin.ipynb"
+WRONG_LOOPS = {
+    "stub": "# YOUR CODE HERE\nraise NotImplementedError()",
+    "one step per round on the summed loss": textwrap.dedent('''
+        its = {t: iter(l) for t, l in loaders.items()}
+        out = {t: [] for t in loaders}
+        for _ in range(rounds):
+            optimizer.zero_grad()
+            total = 0
+            for t, it in its.items():
+                loss = model.loss(t, next(it))
+                out[t].append(loss.item())
+                total = total + loss
+            total.backward()
+            optimizer.step()
+        return out'''),
+    "restarts every loader each round": textwrap.dedent('''
+        out = {t: [] for t in loaders}
+        for _ in range(rounds):
+            for t, l in loaders.items():
+                optimizer.zero_grad()
+                loss = model.loss(t, next(iter(l)))
+                loss.backward()
+                optimizer.step()
+                out[t].append(loss.item())
+        return out'''),
+    "never zeroes the gradients": textwrap.dedent('''
+        its = {t: iter(l) for t, l in loaders.items()}
+        out = {t: [] for t in loaders}
+        for _ in range(rounds):
+            for t, it in its.items():
+                loss = model.loss(t, next(it))
+                loss.backward()
+                optimizer.step()
+                out[t].append(loss.item())
+        return out'''),
+    "one task after the other": textwrap.dedent('''
+        out = {t: [] for t in loaders}
+        for t, l in loaders.items():
+            it = iter(l)
+            for _ in range(rounds):
+                optimizer.zero_grad()
+                loss = model.loss(t, next(it))
+                loss.backward()
+                optimizer.step()
+                out[t].append(loss.item())
+        return out'''),
+}
+
+
+def run_round_robin_exercise(body):
+    import re
+
+    import matplotlib
+    import nbformat
+    matplotlib.use("Agg")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    ids = [c.id for c in nb.cells]
+    ns = {}
+    for cell in nb.cells[:ids.index("ex-round-robin")]:
+        if cell.cell_type == "code" and "setup" in cell.metadata.get("tags", []):
+            exec(compile(cell.source, cell.id, "exec"), ns)
+    source = nb.cells[ids.index("ex-round-robin")].source
+    if body is not None:
+        m = re.search(r"( *)### BEGIN SOLUTION\n.*?### END SOLUTION", source, re.S)
+        source = source[:m.start()] + "\n".join(
+            m.group(1) + line for line in body.strip("\n").splitlines()) + source[m.end():]
+    exec(compile(source, "ex-round-robin", "exec"), ns)
+    check = nb.cells[ids.index("check-round-robin")]
+    exec(compile(check.source, check.id, "exec"), ns)
+
+
+def test_notebook_04_check_passes_the_solution_and_fails_wrong_loops():
+    run_round_robin_exercise(None)
+    for name, body in WRONG_LOOPS.items():
+        with pytest.raises(AssertionError, match="not done yet" if name == "stub" else None):
+            run_round_robin_exercise(body)

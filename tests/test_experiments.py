@@ -1,0 +1,113 @@
+"""minbert.experiments end to end on the `tiny` preset (a random 2-layer BERT, a few
+batches): the result JSON schema, skipping complete runs, notebook 08's readers, and a
+dry run of the `gpu` preset's configs on CPU."""
+import json
+import shutil
+
+import pytest
+import torch
+import transformers
+
+import minbert.experiments as E
+from minbert.pretrained import bundled_path
+
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json")
+KEYS = {"schema", "row", "name", "description", "preset", "dry_run", "seed", "config", "mlm",
+        "command", "git_commit", "git_dirty", "versions", "device", "started_at", "wall_time_s",
+        "resumed", "train_time_s", "history", "dev", "conflict", "predictions"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64,
+                                  max_position_embeddings=128)
+    transformers.BertModel(cfg).save_pretrained(folder, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy(bundled_path() / name, folder / name)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_every_row_has_a_config_in_every_preset():
+    assert sorted(E.ROWS) == list(range(14)) and set(E.SEED_REPORT) == set(E.ROWS)
+    for preset in E.PRESETS:
+        s = E.preset_settings(preset)
+        for row, (_, _, over, _) in E.ROWS.items():
+            if over is not None:
+                E.row_config(row, 0, s)  # resolves (validates) without error
+    gpu = E.row_config(2, 0, E.preset_settings("gpu"))
+    assert (gpu.model, gpu.batch_size, gpu.dropout, gpu.epochs, gpu.lr, gpu.max_length,
+            gpu.n_train) == ("bert-base-uncased", 8, 0.3, 10, 1e-5, 128, None)
+    adj = E.row_config(12, 0, E.preset_settings("gpu"))
+    assert (adj.batch_size, adj.dropout) == (64, 0.5)
+    assert "MLM v2" in E.show("cpu") and E.estimate_seconds("cpu")[2] > 0
+
+
+def test_run_skip_and_read(tiny, data_root, tmp_path, capsys):
+    res, runs = tmp_path / "results", tmp_path / "runs"
+    argv = ["run", "--rows", "0", "2", "--preset", "tiny", "--results", str(res), "--runs",
+            str(runs), "--model", str(tiny), "--data", str(data_root), "--no-progress"]
+    E.main(argv)
+    files = sorted((res / "tiny").glob("*.json"))
+    assert [f.name for f in files] == ["row00-zero-shot-seed0.json",
+                                       "row02-multitask-finetune-seed0.json"]
+    for f in files:
+        r = json.loads(f.read_text())
+        assert KEYS <= set(r), KEYS - set(r)
+        assert set(r["dev"]) == {"sst", "quora", "sts"}
+        assert {"torch", "transformers", "minbert", "python"} <= set(r["versions"])
+        assert {"platform", "cores_available", "torch_threads"} <= set(r["device"])
+        p = r["predictions"]["quora"][0]
+        assert set(p) == {"id", "sentence1", "sentence2", "gold", "pred", "confidence"}
+        assert len(r["predictions"]["sst"]) == 16
+    r2 = json.loads(files[1].read_text())
+    assert r2["config"]["model"] == str(tiny) and len(r2["history"]) == 1
+    assert r2["conflict"] and "sst-quora" in r2["conflict"][0]
+    assert "threshold" in json.loads(files[0].read_text())["dev"]["quora"]
+    mtime = [f.stat().st_mtime_ns for f in files]
+    capsys.readouterr()
+    E.main(argv)  # second invocation: everything complete
+    assert capsys.readouterr().out.count("complete, skipped") == 2
+    assert [f.stat().st_mtime_ns for f in files] == mtime
+    # an interrupted run (checkpoint, no result JSON) is resumed, not restarted
+    before = json.loads(files[1].read_text())
+    files[1].unlink()
+    E.main(argv)
+    after = json.loads(files[1].read_text())
+    assert after["resumed"] and after["dev"] == before["dev"]
+    assert after["predictions"] == before["predictions"]
+
+    df = E.load_results(res)
+    assert list(df["row"]) == [0, 2] and df["sts"].notna().all()
+    s = E.summary_table(df)
+    assert {"sst", "sst_std", "overall", "seed_sst", "diff_overall"} <= set(s.columns)
+    assert s["overall"].iloc[0] == pytest.approx(E.overall(*df.loc[0, ["sst", "quora", "sts"]]))
+    assert len(E.format_table(s)) == 2
+    assert len(E.error_analysis(df, k=2)) > 0
+    E.plot_curves(df, tmp_path / "curves.png")
+    E.plot_conflicts(df, tmp_path / "conflicts.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    E.main(["table", "--results", str(res)])
+    assert "multitask-finetune" in capsys.readouterr().out
+
+
+def test_gpu_preset_dry_run(tiny, data_root, tmp_path):
+    """The gpu preset's configs (bert-base settings, MLM v2 pre-step) on a local random BERT."""
+    E.main(["run", "--rows", "13", "--preset", "gpu", "--dry-run", "--model", str(tiny),
+            "--data", str(data_root),
+            "--results", str(tmp_path / "r"), "--runs", str(tmp_path / "runs"), "--no-progress"])
+    r = json.loads((tmp_path / "r" / "gpu-dry" / "row13-adjusted-mlm-v2-seed0.json").read_text())
+    assert r["dry_run"] and r["config"]["batch_size"] == 64 and r["config"]["max_length"] == 32
+    assert r["config"]["init_from"].endswith("encoder")
+    assert r["mlm"]["settings"]["accumulation_steps"] == 32 and r["mlm"]["metrics"]["after"]

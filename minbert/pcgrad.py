@@ -23,10 +23,13 @@ default is the paper's sum; `reduction="mean"` reproduces the seed. Tseng also
 projects the whole flattened gradient, heads included, so the dot products and
 the heads' gradients see the other tasks' head components; here they do not.
 
-torchjd.aggregation.PCGrad computes the same thing in Gramian space (weights on
-the rows, summed) and draws each row's order as torch.randperm(T) from the
-global generator; `project_conflicting(grads)` with generator=None draws its
-orders the same way, so under the same seed the two agree.
+Implementation: every test and coefficient of the algorithm is a dot product of the
+original rows, so the loop runs on the T x T Gram matrix G G^T (float64) and yields
+weights W with g_i^PC = W[i] @ G; the (T, P) gradients are read once for the Gram
+matrix and once for the weighted sum. torchjd.aggregation.PCGrad works the same way
+in Gramian space and draws each row's order as torch.randperm(T) from the global
+generator; `project_conflicting(grads)` with generator=None draws its orders the same
+way, so under the same seed the two agree. Notebook 05 writes the loop over rows first.
 """
 import torch
 from torch import Tensor
@@ -53,6 +56,28 @@ def _orders(T: int, order, generator) -> list[list[int]]:
     return out
 
 
+def _weights(gram: Tensor, orders: list[list[int]]) -> Tensor:
+    """Algorithm 1 on the Gram matrix: row i of the result holds w_i with g_i^PC = w_i G.
+
+    Every quantity the algorithm tests is a dot product of such combinations with an
+    original g_j, i.e. (w_i G) . g_j = w_i . gram[:, j], so the loop runs on T x T numbers
+    and the (T, P) gradients are touched once, at the end (torchjd works the same way).
+    """
+    T = gram.shape[0]
+    W = torch.eye(T, dtype=torch.float64)
+    gram = gram.to("cpu", torch.float64)
+    for i in range(T):
+        w = W[i]  # a view: updated in place
+        for j in orders[i]:
+            sq = gram[j, j].item()
+            if sq <= 0.0:  # ||g_j|| = 0: nothing to project onto (no NaN)
+                continue
+            dot = torch.dot(w, gram[:, j]).item()  # g_i^PC . g_j
+            if dot < 0.0:  # conflict: remove the component along the original g_j
+                w[j] -= dot / sq
+    return W
+
+
 @torch.no_grad()
 def project_conflicting(grads: Tensor, order=None, generator=None) -> Tensor:
     """Algorithm 1 of Yu et al. 2020 on the rows of `grads` (T, P); returns (T, P).
@@ -61,33 +86,25 @@ def project_conflicting(grads: Tensor, order=None, generator=None) -> Tensor:
     a list of task indices is one order used for every row; a list of T lists gives
     row i its own order. In each, i itself may appear (it is skipped) and every
     other task must appear once. A j with ||g_j||^2 == 0 is skipped (no NaN).
+    Dot products come from the float64 Gram matrix (see `_weights`).
     """
     if grads.dim() != 2:
         raise ValueError(f"grads must be (T, P), got shape {tuple(grads.shape)}")
-    T = grads.shape[0]
-    orders = _orders(T, order, generator)
-    sq_norms = [torch.dot(g, g).item() for g in grads]  # ||g_j||^2 of the originals
-    pc = grads.clone()
-    for i in range(T):
-        row = pc[i]  # (P,) view, updated in place
-        for j in orders[i]:
-            if sq_norms[j] == 0.0:
-                continue
-            dot = torch.dot(row, grads[j]).item()
-            if dot < 0.0:
-                row.sub_(grads[j], alpha=dot / sq_norms[j])
-    return pc
+    W = _weights(_gram64(grads), _orders(grads.shape[0], order, generator))
+    return W.to(grads.device, grads.dtype) @ grads
 
 
 @torch.no_grad()
-def _gram64(grads: Tensor, chunk: int = 1 << 20) -> Tensor:
-    """G G^T accumulated in float64, a slab of columns at a time (no float64 copy of G)."""
+def _gram64(grads: Tensor, chunk: int = 4096) -> Tensor:
+    """G G^T with float64 accuracy at float32 speed: the columns are cut into slabs of
+    `chunk`, one batched matmul gives every slab's (T, T) product in the gradients' dtype,
+    and the slabs are summed in float64 (rounding grows with the slab, not with P)."""
     T, P = grads.shape
-    gram = torch.zeros(T, T, dtype=torch.float64, device=grads.device)
-    for s in range(0, P, chunk):
-        g = grads[:, s:s + chunk].double()
-        gram += g @ g.T
-    return gram
+    n = P // chunk
+    slabs = grads[:, :n * chunk].reshape(T, n, chunk).transpose(0, 1)  # (n, T, chunk), a view
+    gram = torch.bmm(slabs, slabs.transpose(1, 2)).double().sum(dim=0)
+    rest = grads[:, n * chunk:]
+    return gram + (rest @ rest.T).double()
 
 
 def _cosine_from_gram(gram: Tensor) -> Tensor:
@@ -109,9 +126,12 @@ def conflict_stats(grads: Tensor) -> dict:
     (the test Algorithm 1 uses); `norm`: [||g_t||] per task. Dot products are
     accumulated in float64.
     """
-    gram64 = _gram64(grads)
+    return _stats_from_gram(_gram64(grads))
+
+
+def _stats_from_gram(gram64: Tensor) -> dict:
     gram, cos = gram64.tolist(), _cosine_from_gram(gram64).tolist()
-    T = grads.shape[0]
+    T = gram64.shape[0]
     pairs = [(i, j) for i in range(T) for j in range(i + 1, T)]
     return {
         "cosine": {(i, j): float(cos[i][j]) for i, j in pairs},
@@ -120,7 +140,22 @@ def conflict_stats(grads: Tensor) -> dict:
     }
 
 
-def pcgrad_backward(losses, shared_params, reduction: str = "sum", generator=None) -> dict:
+@torch.no_grad()
+def merge(grads: Tensor, reduction: str = "sum", generator=None, out=None) -> tuple[Tensor, dict]:
+    """The surgery alone: (sum or mean of the projected rows of grads (T, P), conflict_stats
+    of the original rows). Two passes over grads: the Gram matrix, then the weighted sum,
+    written into `out` (P,) when given."""
+    gram = _gram64(grads)
+    W = _weights(gram, _orders(grads.shape[0], None, generator))  # g_i^PC = W[i] @ grads
+    coef = (W.sum(dim=0) if reduction == "sum" else W.mean(dim=0)).tolist()
+    merged = torch.mul(grads[0], coef[0], out=out)  # sum_t coef[t] g_t row by row: faster than a
+    for t in range(1, len(coef)):          # (T,) @ (T, P) product on the CPU
+        merged.add_(grads[t], alpha=coef[t])
+    return merged, _stats_from_gram(gram)
+
+
+def pcgrad_backward(losses, shared_params, reduction: str = "sum", generator=None,
+                    retain_graph: bool = False) -> dict:
     """Backward for a list of task losses with PCGrad on `shared_params`.
 
     One backward per task: the shared gradients of task t are copied into row t of
@@ -129,7 +164,11 @@ def pcgrad_backward(losses, shared_params, reduction: str = "sum", generator=Non
     parameters' .grad (added to any gradient already there, so accumulation over
     micro-batches works). Every other parameter (the heads) accumulates its plain
     gradient from the ordinary backward, i.e. only its own task's gradient.
-    Returns `conflict_stats` of the original rows.
+    retain_graph: the losses of the training loop come from one forward per task, so each
+    graph is freed by its own backward (freeing early is ~4% of a step at batch 8); pass
+    True when the losses share part of one graph (e.g. one forward feeding every head).
+    Returns `conflict_stats` of the original rows. The shared .grad it sets are views of a
+    buffer that the next call reuses: clone them to keep a gradient past the next call.
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
@@ -145,21 +184,24 @@ def pcgrad_backward(losses, shared_params, reduction: str = "sum", generator=Non
     T, P = len(losses), sum(p.numel() for p in params)
 
     prior = [p.grad for p in params]  # kept aside, added back at the end
-    buf = torch.zeros(T, P, dtype=dtype, device=device)  # (T, P)
+    # (T + 1, P), reused from step to step: the T rows, then the merged gradient, which the
+    # shared .grad become views of (unless they held a gradient already: accumulation).
+    buf = _buffer(T + 1, P, dtype, device)
     for t, loss in enumerate(losses):
         for p in params:
             p.grad = None
-        loss.backward(retain_graph=t < T - 1)
+        loss.backward(retain_graph=retain_graph and t < T - 1)
         off = 0
         for p in params:
             n = p.numel()
-            if p.grad is not None:  # None: this task does not reach p (row stays 0)
+            if p.grad is None:  # this task does not reach p: its row stays 0 there
+                buf[t, off:off + n].zero_()
+            else:
                 buf[t, off:off + n].copy_(p.grad.reshape(-1))
             off += n
 
-    stats = conflict_stats(buf)
-    pc = project_conflicting(buf, generator=generator)
-    merged = pc.sum(dim=0) if reduction == "sum" else pc.mean(dim=0)  # (P,)
+    out = buf[T] if all(g is None for g in prior) else None
+    merged, stats = merge(buf[:T], reduction, generator, out=out)
     off = 0
     with torch.no_grad():
         for p, g0 in zip(params, prior):
@@ -168,3 +210,16 @@ def pcgrad_backward(losses, shared_params, reduction: str = "sum", generator=Non
             p.grad = g if g0 is None else g0.add_(g)
             off += n
     return stats
+
+
+_BUFFER: dict = {}
+
+
+def _buffer(T: int, P: int, dtype, device) -> Tensor:
+    """A (T, P) matrix kept between calls: allocating (and page-faulting) hundreds of MB
+    afresh every step costs as much as the projection itself."""
+    key = (T, P, dtype, str(device))
+    if key not in _BUFFER:
+        _BUFFER.clear()
+        _BUFFER[key] = torch.empty(T, P, dtype=dtype, device=device)
+    return _BUFFER[key]

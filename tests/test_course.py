@@ -328,27 +328,44 @@ def test_real_notebooks_solutions_full_marks_release_zero(tmp_path, data_root):
     assert not passed, passed
 
 
-@pytest.mark.skipif(os.environ.get("MINBERT_COURSE_CLASS") != "1" or len(REAL) < 2,
-                    reason="opt-in (MINBERT_COURSE_CLASS=1, two real notebooks): grades 12 runs")
+@pytest.mark.skipif(len(REAL) < 2, reason="needs notebooks 01 and 02")
 def test_real_class_of_three_sequential_equals_parallel(tmp_path, data_root):
-    """The acceptance run: three students on the first two notebooks, -n 0 vs -n 2."""
-    two = ([nb for nb in REAL if nb.name[:2] in ("01", "02")] or REAL)[:2]
+    """The acceptance run: three students on notebooks 01 and 02 (right, wrong and tampered
+    answers), released and graded with -n 0 and -n 2; the two grades.csv must be identical.
+    The wall times are printed, not asserted (the budget is 3 minutes in CI)."""
+    two = [nb for nb in REAL if nb.name[:2] in ("01", "02")]
+    assert [nb.name for nb in two] == ["01_attention.ipynb", "02_adamw.ipynb"]
     course.release(tmp_path / "release", ROOT / "notebooks")
     for nb in two:
         rel, inst = load(tmp_path / "release" / nb.name), load(nb)
-        save(solved(rel, inst), tmp_path / "subs" / "ada" / nb.name)
-        save(rel, tmp_path / "subs" / "bob" / nb.name)
-        save(solved(rel, inst) if nb == two[0] else rel, tmp_path / "subs" / "cy" / nb.name)
-    took = {}  # the other notebooks are missing-file for everyone: no kernel runs
+        save(solved(rel, inst), tmp_path / "subs" / "ada" / nb.name)  # everything right
+        bob = solved(rel, inst)
+        if nb.name.startswith("01"):  # one plausible wrong answer: no 1/sqrt(d)
+            c = cell(bob, "attn-ex-attention")
+            assert " / math.sqrt(query.size(-1))" in c["source"]
+            c["source"] = c["source"].replace(" / math.sqrt(query.size(-1))", "")
+            save(bob, tmp_path / "subs" / "bob" / nb.name)  # bob never hands in 02
+        cy = solved(rel, inst) if nb.name.startswith("01") else copy.deepcopy(rel)
+        if nb.name.startswith("02"):  # no answers, every check "fixed" and outputs pasted
+            for c in cy["cells"]:
+                if "check" in c["metadata"].get("tags", []):
+                    c["source"] = "assert True"
+                    c["outputs"] = cell(inst, c["id"]).get("outputs", [])
+        save(cy, tmp_path / "subs" / "cy" / nb.name)
+    took = {}  # notebooks 03-08 are missing-file for everyone: no kernel runs for them
     for n in (0, 2):
         t = time.monotonic()
         course.grade(tmp_path / "subs", tmp_path / f"n{n}" / "grades.csv", ROOT / "notebooks",
                      workers=n)
         took[n] = time.monotonic() - t
-    print(f"class of three on {[nb.name for nb in two]}: -n 0 {took[0]:.0f} s, -n 2 {took[2]:.0f} s")
+    print(f"class of three on 01, 02: -n 0 {took[0]:.0f} s, -n 2 {took[2]:.0f} s")
     assert (tmp_path / "n0" / "grades.csv").read_bytes() == (tmp_path / "n2" / "grades.csv").read_bytes()
     rows = [r for r in csv.DictReader(open(tmp_path / "n0" / "grades.csv"))
             if r["notebook"] in {nb.name for nb in two}]
-    assert {r["outcome"] for r in rows if r["student"] == "ada"} == {"pass"}
-    assert "pass" not in {r["outcome"] for r in rows if r["student"] == "bob"}
-    assert took[2] <= 180, took  # the acceptance budget, for the parallel run
+    out = {(r["student"], r["notebook"][:2], r["check"]): r["outcome"] for r in rows}
+    assert {o for (s, _, _), o in out.items() if s == "ada"} == {"pass"}
+    assert out["bob", "01", "attn-check-attention"] == "fail"
+    assert out["bob", "01", "attn-check-mask"] == "pass"  # the rest of 01 still earns its points
+    assert {o for (s, n, _), o in out.items() if s == "bob" and n == "02"} == {"missing-file"}
+    assert {o for (s, n, _), o in out.items() if s == "cy" and n == "01"} == {"pass"}
+    assert "pass" not in {o for (s, n, _), o in out.items() if s == "cy" and n == "02"}

@@ -30,10 +30,11 @@ ROWS holds the seed's settings (bert-base-uncased, CS224N defaults: batch 8, dro
             frozen 0.17 s, a PCGrad round 2.4 s, a separate-pairs (cosine) round 5.0 s;
             scoring 0.016 s per dev example; an MLM batch-4 step at length 128 1.06 s.
             `plan --preset cpu` turns that into about 2 h 6 min for one seed of all 14 rows
-            (budget: 2 h 15 min). The same code ran ~4x faster on the idle machine and ~4x
-            slower when other jobs loaded it: time the first row and shrink n_train if needed.
-  cpu-demo  the committed demo results: rows 0, 2, 9 only, 1 seed, 160 train / 200 dev
-            examples per task, 2 epochs, max_length 64. A smoke test of the table, not it.
+            (budget: 2 h 15 min). On the idle machine the whole seed took 27 min (the
+            committed results/cpu; each JSON has its wall time), ~4x slower when other jobs
+            loaded it: time the first row and shrink n_train if needed.
+  cpu-demo  rows 0, 2, 9 only, 1 seed, 160 train / 200 dev examples per task, 2 epochs,
+            max_length 64: a one-minute smoke run of the table, not it.
   tiny      for tests: 16 / 16 examples, 1 epoch, 2 batches per task, max_length 32.
 `--dry-run` caps any preset (8 examples, 1 epoch, 2 batches, 2 MLM steps, CPU) so that
 the gpu preset's configs can be exercised in CI on a locally saved random BERT

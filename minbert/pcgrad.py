@@ -95,7 +95,10 @@ def project_conflicting(grads: Tensor, order=None, generator=None) -> Tensor:
 
 
 @torch.no_grad()
-def _gram64(grads: Tensor, chunk: int = 4096) -> Tensor:
+SLAB = 4096  # columns per slab: (T, SLAB) blocks stay in cache, rounding stays small
+
+
+def _gram64(grads: Tensor, chunk: int = SLAB) -> Tensor:
     """G G^T with float64 accuracy at float32 speed: the columns are cut into slabs of
     `chunk`, one batched matmul gives every slab's (T, T) product in the gradients' dtype,
     and the slabs are summed in float64 (rounding grows with the slab, not with P)."""
@@ -156,10 +159,10 @@ def merge(grads: Tensor, reduction: str = "sum", generator=None, out=None) -> tu
     # is a poorly threaded matrix-vector product on the CPU, 2-3x slower)
     T, P = grads.shape
     merged = torch.empty(P, dtype=grads.dtype, device=grads.device) if out is None else out
-    slabs, rest = _slabs(grads, 4096)
+    slabs, rest = _slabs(grads, SLAB)
     n = slabs.shape[0]
-    torch.matmul(coef.view(1, 1, T), slabs, out=merged[:n * 4096].view(n, 1, 4096))
-    torch.mv(rest.T, coef, out=merged[n * 4096:])
+    torch.matmul(coef.view(1, 1, T), slabs, out=merged[:n * SLAB].view(n, 1, SLAB))
+    torch.mv(rest.T, coef, out=merged[n * SLAB:])
     return merged, _stats_from_gram(gram)
 
 

@@ -94,10 +94,10 @@ def project_conflicting(grads: Tensor, order=None, generator=None) -> Tensor:
     return W.to(grads.device, grads.dtype) @ grads
 
 
-@torch.no_grad()
 SLAB = 4096  # columns per slab: (T, SLAB) blocks stay in cache, rounding stays small
 
 
+@torch.no_grad()
 def _gram64(grads: Tensor, chunk: int = SLAB) -> Tensor:
     """G G^T with float64 accuracy at float32 speed: the columns are cut into slabs of
     `chunk`, one batched matmul gives every slab's (T, T) product in the gradients' dtype,

@@ -320,6 +320,9 @@ def grade_notebook(student: str, inst_path, student_path, cell_timeout: float = 
                  score="0", outcome="", reason="", warnings="")
             for c in inst["cells"] if kind(c) == "check"]
 
+    if not rows:  # nothing to grade (e.g. 08_results, which only reads results/): run nothing
+        return rows
+
     def fill_all(outcome, reason):
         for r in rows:
             r.update(outcome=outcome, reason=reason)

@@ -36,9 +36,10 @@ ROWS holds the seed's settings (bert-base-uncased, CS224N defaults: batch 8, dro
   cpu-demo  rows 0, 2, 9 only, 1 seed, 160 train / 200 dev examples per task, 2 epochs,
             max_length 64: a one-minute smoke run of the table, not it.
   tiny      for tests: 16 / 16 examples, 1 epoch, 2 batches per task, max_length 32.
-`--dry-run` caps any preset (8 examples, 1 epoch, 2 batches, 2 MLM steps, CPU) so that
-the gpu preset's configs can be exercised in CI on a locally saved random BERT
-(`--model FOLDER`).
+`--dry-run` caps any preset (8 examples, 1 epoch, 2 batches, 2 MLM steps, CPU unless
+`--device` says otherwise) so that the gpu preset's configs can be exercised in CI on a
+locally saved random BERT (`--model FOLDER`); with `--device cuda` the same dry run of all
+14 rows ran on an H200 (bert-base-shaped random weights).
 
 Row 0 (zero-shot) trains nothing: STS = Pearson r of 5 * clamp(cos(u, v), 0, 1) of the
 mean-pooled sentence embeddings; Quora = cos(u, v) > t with t chosen to maximise

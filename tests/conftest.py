@@ -1,6 +1,7 @@
 """Shared fixtures. The data folder comes from $MINBERT_DATA (.ci/run points it at
 ../shared/data); tests that need real data skip with a reason when it is absent."""
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,3 +17,32 @@ def data_root() -> Path:
     if not root or not (Path(root) / "ids-sst-dev.csv").exists():
         pytest.skip("course data not found: set MINBERT_DATA (see data/README.md)")
     return Path(root)
+
+
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A random 2-layer, hidden-32 BERT saved by transformers as an HF folder, with the
+    bundled tokenizer: loads through load_pretrained like any checkpoint, trains fast."""
+    import transformers
+    from minbert.pretrained import bundled_path
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64,
+                                  max_position_embeddings=128)
+    transformers.BertModel(cfg).save_pretrained(folder, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy(bundled_path() / name, folder / name)
+    return folder
+
+
+@pytest.fixture
+def one_thread():
+    """1 thread: faster on a shared 2-core box, and the same in every process compared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

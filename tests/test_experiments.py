@@ -2,41 +2,19 @@
 batches): the result JSON schema, skipping complete runs, notebook 08's readers, and a
 dry run of the `gpu` preset's configs on CPU."""
 import json
-import shutil
 
 import pytest
-import torch
-import transformers
 
 import minbert.experiments as E
-from minbert.pretrained import bundled_path
 
-TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
-                   "special_tokens_map.json")
 KEYS = {"schema", "row", "name", "description", "preset", "dry_run", "seed", "config", "mlm",
         "command", "git_commit", "git_dirty", "versions", "device", "started_at", "wall_time_s",
         "resumed", "train_time_s", "history", "dev", "conflict", "predictions"}
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                                  num_attention_heads=2, intermediate_size=64,
-                                  max_position_embeddings=128)
-    transformers.BertModel(cfg).save_pretrained(folder, safe_serialization=True)
-    for name in TOKENIZER_FILES:
-        shutil.copy(bundled_path() / name, folder / name)
-    return folder
-
-
 @pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    pass
 
 
 def test_every_row_has_a_config_in_every_preset():

@@ -2,7 +2,6 @@
 checkpoints, SIGKILL + resume, NaN detection, the epoch rule, output files, metrics."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,33 +15,10 @@ import transformers
 
 import minbert.train as T
 from minbert.heads import MultitaskBERT
-from minbert.pretrained import bundled_path
-
-TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A random 2-layer, hidden-32 BERT saved by transformers as an HF folder, with the
-    bundled tokenizer: loads through load_pretrained like any checkpoint, trains fast."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                                  num_attention_heads=2, intermediate_size=64,
-                                  max_position_embeddings=128)
-    transformers.BertModel(cfg).save_pretrained(folder, safe_serialization=True)
-    for name in TOKENIZER_FILES:
-        shutil.copy(bundled_path() / name, folder / name)
-    return folder
-
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """1 thread: faster on a shared 2-core box, and the same in every process compared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    pass
 
 
 def cfg(tiny, data_root, **kw):

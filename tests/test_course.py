@@ -211,6 +211,20 @@ def test_feedback_and_totals(graded_class, capsys):
         "cy             1        7"]
 
 
+def test_a_warning_with_a_semicolon_is_one_bullet(graded_class):
+    """Warnings stay a list until grades.csv joins them with "; ", so a warning that itself
+    holds "; " is one bullet in the feedback, not two."""
+    folder, _ = graded_class[0]
+    text = (folder / "feedback" / "cy.md").read_text()
+    assert ("  - warning: check check-mean: deleted in the submission; "
+            "graded from the instructor's copy\n") in text
+    row = dict(student="zed", notebook="01_sum.ipynb", check="check-add", points="2", score="0",
+               outcome="fail", reason="", warnings=["a; b", "c"])
+    bullets = [ln for ln in course.feedback("zed", [row]).splitlines() if "warning" in ln]
+    assert bullets == ["  - warning: a; b", "  - warning: c"]
+    assert course.to_csv([row]).endswith(",a; b; c\n")
+
+
 # --- broken submissions ----------------------------------------------------------------------
 
 def make_broken(released: Path, root: Path) -> Path:

@@ -1,0 +1,77 @@
+"""Notebooks as plain JSON, and the conventions the release and the grader rely on.
+
+Cells tagged `exercise` hold a `### BEGIN SOLUTION` / `### END SOLUTION` block; cells tagged
+`check` assert an exercise and may hold a `### BEGIN HIDDEN CHECKS` / `### END HIDDEN CHECKS`
+block; a check's points live in `cell.metadata.minbert.points` (default 1). See
+docs/notebooks.md. Plain JSON (not nbformat) keeps `release` fast and its output byte-stable.
+"""
+import copy
+import json
+from pathlib import Path
+
+SOLUTION = ("### BEGIN SOLUTION", "### END SOLUTION")
+HIDDEN = ("### BEGIN HIDDEN CHECKS", "### END HIDDEN CHECKS")
+MARKERS = SOLUTION + HIDDEN
+
+
+def numbered_notebooks(folder) -> list[Path]:
+    return sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
+
+
+def instructor_notebooks(folder) -> list[Path]:
+    """The numbered notebooks of `folder`; FileNotFoundError if there are none."""
+    paths = numbered_notebooks(folder)
+    if not paths:
+        raise FileNotFoundError(f"no numbered notebooks (NN_name.ipynb) in {folder}")
+    return paths
+
+
+def read_notebook(path) -> dict:
+    """json-load a notebook and join every cell source into one string.
+    Raises ValueError (invalid JSON or not a notebook) and OSError."""
+    try:
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e})") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list) or not all(
+            isinstance(c, dict) and "cell_type" in c for c in nb["cells"]):
+        raise ValueError("not a Jupyter notebook (no list of cells)")
+    for cell in nb["cells"]:
+        src = cell.get("source", "")
+        cell["source"] = "".join(src) if isinstance(src, list) else str(src)
+        cell.setdefault("metadata", {})
+    return nb
+
+
+def dumps_notebook(nb: dict) -> str:
+    """Deterministic text: sources as line lists (like nbformat), sorted keys, indent 1."""
+    nb = copy.deepcopy(nb)
+    for cell in nb["cells"]:
+        cell["source"] = cell["source"].splitlines(keepends=True)
+    return json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+
+
+def tags(cell: dict) -> list:
+    meta = cell.get("metadata")
+    t = meta.get("tags", []) if isinstance(meta, dict) else []
+    return t if isinstance(t, list) else []
+
+
+def kind(cell: dict) -> str | None:
+    """'exercise', 'check' or None (a cell may not be both)."""
+    t = tags(cell)
+    if "exercise" in t and "check" in t:
+        raise ValueError(f"cell {cell.get('id')!r} is tagged both exercise and check")
+    return "exercise" if "exercise" in t else "check" if "check" in t else None
+
+
+def points(cell: dict) -> float:
+    p = (cell["metadata"].get("minbert") or {}).get("points", 1)
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or p < 0:
+        raise ValueError(f"check cell {cell.get('id')!r}: points must be a number >= 0, got {p!r}")
+    return p
+
+
+def fmt(x: float) -> str:
+    """Points and seconds as people write them: 2, 0.5, 120."""
+    return f"{x:g}"

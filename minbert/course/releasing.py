@@ -1,0 +1,94 @@
+"""The student release: every numbered instructor notebook with its solutions stubbed out,
+its hidden checks removed, and only the metadata a student needs."""
+from pathlib import Path
+
+from minbert import files
+
+from .notebooks import (HIDDEN, MARKERS, SOLUTION, dumps_notebook, instructor_notebooks, kind,
+                        points, read_notebook)
+
+CELL_META = ("tags", "collapsed", "scrolled", "jupyter", "editable", "deletable")  # kept on release
+NB_META = ("kernelspec", "language_info")
+
+
+def replace_blocks(source: str, markers: tuple, stub, where: str) -> str:
+    """Replace every `markers` block (marker lines included) by stub(indent) lines."""
+    begin, end = markers
+    out, indent = [], None
+    for line in source.splitlines(keepends=True):
+        s = line.strip()
+        if s == begin:
+            if indent is not None:
+                raise ValueError(f"{where}: nested {begin!r}")
+            indent = line[: len(line) - len(line.lstrip())]
+        elif s == end:
+            if indent is None:
+                raise ValueError(f"{where}: {end!r} without {begin!r}")
+            out += [f"{indent}{text}\n" for text in stub]
+            indent = None
+        elif indent is None:
+            out.append(line)
+    if indent is not None:
+        raise ValueError(f"{where}: {begin!r} without {end!r}")
+    return "".join(out).rstrip("\n") if not source.endswith("\n") else "".join(out)
+
+
+def student_source(cell: dict, where: str = "") -> str:
+    """What the student sees: solutions stubbed out, hidden checks removed."""
+    stub = ["# YOUR CODE HERE", "raise NotImplementedError"] if cell["cell_type"] == "code" \
+        else ["YOUR ANSWER HERE"]
+    src = replace_blocks(cell["source"], SOLUTION, stub, where)
+    src = replace_blocks(src, HIDDEN, [], where)
+    leftover = [m for m in MARKERS if m in src]
+    if leftover:  # a marker not on a line of its own would leak what follows it
+        raise ValueError(f"{where}: {leftover[0]!r} must stand on a line of its own")
+    return src
+
+
+def check_cell(cell: dict, where: str) -> str | None:
+    """The cell's kind, after the checks that make it releasable and gradable."""
+    k = kind(cell)
+    if not cell.get("id"):
+        raise ValueError(f"{where} has no id: save it with nbformat >= 4.5 (JupyterLab 3+)")
+    if k == "exercise" and SOLUTION[0] not in cell["source"]:
+        raise ValueError(f"{where} is tagged exercise but has no {SOLUTION[0]!r} block")
+    if k and cell["cell_type"] != "code":
+        raise ValueError(f"{where} is tagged {k} but is not a code cell")
+    return k
+
+
+def release_cell(cell: dict, where: str) -> dict:
+    """The student's copy of one cell: no outputs, the kept metadata, and for exercise and
+    check cells their id, kind (and points) under metadata.minbert."""
+    k = check_cell(cell, where)
+    cid = cell["id"]
+    meta = {key: cell["metadata"][key] for key in CELL_META if key in cell["metadata"]}
+    if k:
+        meta["minbert"] = {"id": cid, "kind": k}
+        if k == "check":
+            meta["minbert"]["points"] = points(cell)
+    new = {"cell_type": cell["cell_type"], "id": cid, "metadata": meta,
+           "source": student_source(cell, where)}
+    if cell["cell_type"] == "code":
+        new.update(outputs=[], execution_count=None)
+    if "attachments" in cell and cell["cell_type"] != "code":
+        new["attachments"] = cell["attachments"]
+    return new
+
+
+def release_notebook(nb: dict, name: str = "notebook") -> dict:
+    nb_meta = nb.get("metadata", {})
+    return {"cells": [release_cell(cell, f"{name}: cell {i} (id {cell.get('id')!r})")
+                      for i, cell in enumerate(nb["cells"])],
+            "metadata": {k: nb_meta[k] for k in NB_META if k in nb_meta},
+            "nbformat": 4, "nbformat_minor": max(5, nb.get("nbformat_minor", 5))}
+
+
+def release(out_dir, notebooks_dir="notebooks") -> list[Path]:
+    """Write the student version of every numbered notebook of `notebooks_dir` to `out_dir`."""
+    # all or nothing: every notebook is checked before one is written
+    texts = {path.name: dumps_notebook(release_notebook(read_notebook(path), path.name))
+             for path in instructor_notebooks(notebooks_dir)}
+    for name, text in texts.items():
+        files.write_text(Path(out_dir) / name, text)
+    return [Path(out_dir) / name for name in texts]

@@ -50,7 +50,7 @@ def setup(bsz, max_len):
     from minbert.heads import MultitaskBERT
     bert, tok = minbert.load_pretrained("minilm-l6")
     torch.manual_seed(0)
-    model = MultitaskBERT(bert, dropout=0.1, mode="finetune").train()
+    model = MultitaskBERT(bert, dropout=0.1, encoder="finetune").train()
     return model, minbert.AdamW(model.parameters(), lr=1e-5), batches(tok, bsz, max_len)
 
 
@@ -60,10 +60,10 @@ def plain_step(model, opt, b):
     opt.step()
 
 
-def pcgrad_step(model, opt, b, shared):
+def pcgrad_step(model, opt, b, shared, buffer):
     from minbert.pcgrad import pcgrad_backward
     opt.zero_grad(set_to_none=True)
-    pcgrad_backward([model.forward_loss(t, b[t])[0] for t in TASKS], shared)
+    pcgrad_backward([model.forward_loss(t, b[t])[0] for t in TASKS], shared, buffer=buffer)
     opt.step()
 
 
@@ -81,7 +81,7 @@ def median_times(fns: dict, reps, warmup):
 
 
 def main(argv=None):
-    from minbert.pcgrad import merge
+    from minbert.pcgrad import GradientBuffer, merge
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--reps", type=int, default=15)
@@ -92,8 +92,10 @@ def main(argv=None):
     for bsz, max_len in shapes:
         model, opt, b = setup(bsz, max_len)
         shared = [p for p in model.shared_parameters() if p.requires_grad]
+        buffer = GradientBuffer()  # reused from step to step, as train.run does
         t = median_times({"plain": lambda: plain_step(model, opt, b),
-                          "pcgrad": lambda: pcgrad_step(model, opt, b, shared)}, reps, warmup)
+                          "pcgrad": lambda: pcgrad_step(model, opt, b, shared, buffer)},
+                         reps, warmup)
         P = sum(p.numel() for p in shared)
         g = torch.Generator().manual_seed(0)
         grads, out = torch.randn(len(TASKS), P, generator=g), torch.empty(P)

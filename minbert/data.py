@@ -9,18 +9,11 @@ Where the files are: `data_dir()` looks at its argument, then $MINBERT_DATA, the
 repository's `data/` folder. `python -m minbert.data fetch` downloads them (internet needed);
 `python -m minbert.data check` reads every file present and prints counts.
 
-Rules (also in data/README.md):
-- Every file is tab-separated with a header; columns are found by name, so the leading
-  index column and the odd header of the SST/CFIMDB test files (`0<TAB><TAB>id<TAB>sentence`)
-  do not matter. Ids and sentences are stripped of surrounding white space.
-- Skip rule: a row whose sentence (or, for pairs, either sentence) or label is empty is
-  skipped, and one `DataWarning` per file says how many rows and which ids. quora-dev.csv
-  has two such rows. Anything else malformed is a `DataError` naming file and line.
-- Quora split: without `quora-train.csv` (about 141k pairs, absent from offline copies),
-  "train" and "dev" both come from `quora-dev.csv`: a pair is in train when
-  int(sha1(id).hexdigest()[:8], 16) % 100 < 80, else in the held-out dev part. sha1 (not
-  Python's salted hash()) keeps the split the same on every run and machine. With a real
-  `quora-train.csv` present, train is that file and dev the official dev file.
+Rules (data/README.md has the details): columns are found by name in the header; a row
+with an empty sentence or label is skipped with one `DataWarning` per file naming the ids;
+anything else malformed is a `DataError` naming file, line and what was expected. Without
+`quora-train.csv` (absent from offline copies), Quora "train" and "dev" are a fixed split
+of `quora-dev.csv` by sha1(id) (`quora_in_train`): the same on every run and machine.
 """
 from __future__ import annotations
 
@@ -30,7 +23,6 @@ import hashlib
 import os
 import random
 import sys
-import tempfile
 import urllib.request
 import warnings
 from dataclasses import dataclass
@@ -39,23 +31,21 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from .config import check_choice
 from .env import DATA_ENV
+from .files import atomic_file
 
 REPO_DATA = Path(__file__).resolve().parents[1] / "data"
 BASE_URL = "https://raw.githubusercontent.com/gpoesia/minbert-default-final-project/main/data/"
 
-FILES = {  # (task, split) -> file name in the CS224N distribution
-    ("sst", "train"): "ids-sst-train.csv", ("sst", "dev"): "ids-sst-dev.csv",
-    ("sst", "test"): "ids-sst-test-student.csv",
-    ("quora", "train"): "quora-train.csv", ("quora", "dev"): "quora-dev.csv",
-    ("quora", "test"): "quora-test-student.csv",
-    ("sts", "train"): "sts-train.csv", ("sts", "dev"): "sts-dev.csv",
-    ("sts", "test"): "sts-test-student.csv",
-    ("cfimdb", "train"): "ids-cfimdb-train.csv", ("cfimdb", "dev"): "ids-cfimdb-dev.csv",
-    ("cfimdb", "test"): "ids-cfimdb-test-student.csv",
-}
-TASKS = ("sst", "quora", "sts", "cfimdb")
+TASKS = ("sst", "quora", "sts")      # the three tasks of the course, in round-robin order
+DATASETS = TASKS + ("cfimdb",)      # what read_file can read (CFIMDB: MLM text)
 SPLITS = ("train", "dev", "test")
+PREFIX = {"sst": "ids-sst", "quora": "quora", "sts": "sts", "cfimdb": "ids-cfimdb"}
+# (task, split) -> file name in the CS224N distribution, e.g. ids-sst-test-student.csv
+FILES = {(t, s): f"{PREFIX[t]}-{'test-student' if s == 'test' else s}.csv"
+         for t in DATASETS for s in SPLITS}
+PAIR_MODES = ("joint", "separate")  # how make_loader encodes a pair (see heads.py)
 TEXT_COLUMNS = {"sst": ("sentence",), "cfimdb": ("sentence",),
                 "quora": ("sentence1", "sentence2"), "sts": ("sentence1", "sentence2")}
 LABEL_COLUMN = {"sst": "sentiment", "cfimdb": "sentiment", "quora": "is_duplicate",
@@ -64,11 +54,12 @@ QUORA_TRAIN_PERCENT = 80
 
 
 class DataError(ValueError):
-    pass
+    """A course file that cannot be read: the message names the file, the line, what was
+    expected and what was found."""
 
 
 class DataWarning(UserWarning):
-    pass
+    """Rows skipped by the skip rule (the message names them)."""
 
 
 @dataclass(frozen=True)
@@ -79,9 +70,8 @@ class Example:
     label: int | float | None  # None on the unlabelled test files
 
 
-def fetch_hint() -> str:
-    return (f"set {DATA_ENV}=/folder/with/the/csvs or run `python -m minbert.data fetch` "
-            f"(needs internet); see data/README.md")
+FETCH_HINT = (f"set {DATA_ENV}=/folder/with/the/csvs or run `python -m minbert.data fetch` "
+              f"(needs internet); see data/README.md")
 
 
 def data_dir(path=None) -> Path:
@@ -95,7 +85,7 @@ def data_dir(path=None) -> Path:
     folder = folder.expanduser()
     if not any((folder / name).is_file() for name in FILES.values()):
         raise DataError(f"{folder} (from {source}) holds none of the course CSVs "
-                        f"(e.g. {FILES['sst', 'train']}): {fetch_hint()}")
+                        f"(e.g. {FILES['sst', 'train']}): {FETCH_HINT}")
     return folder
 
 
@@ -119,14 +109,30 @@ def parse_label(task: str, raw: str, where: str):
     return int(x)
 
 
+def column_index(path, header: list, task: str, labelled: bool) -> dict:
+    """{column name: position} of the columns `task` needs, or a DataError naming the file,
+    line 1, the columns missing and a hint (wrong separator, an unlabelled file)."""
+    wanted = ("id",) + TEXT_COLUMNS[task] + ((LABEL_COLUMN[task],) if labelled else ())
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        hint = ""
+        if len(header) == 1:
+            hint = " (one column: is the file " + (
+                "comma-separated?" if "," in header[0] else "tab-separated?") + ")"
+        elif labelled and missing == [LABEL_COLUMN[task]]:
+            hint = " (an unlabelled test file? read it with labelled=False)"
+        raise DataError(f"{path}:1: expected a header with columns {', '.join(wanted)}; "
+                        f"missing {', '.join(missing)}; found {header}{hint}")
+    return {c: header.index(c) for c in wanted}
+
+
 def read_file(task: str, path, labelled: bool = True) -> list[Example]:
     """Read one CSV of `task` into Examples, in file order. `labelled=False` for the
     *-test-student files, which have no label column."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    check_choice("task", task, DATASETS)
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found; {fetch_hint()}")
+        raise DataError(f"{path}: file not found; {FETCH_HINT}")
     wanted = ("id",) + TEXT_COLUMNS[task] + ((LABEL_COLUMN[task],) if labelled else ())
     examples, skipped = [], []
     try:
@@ -136,18 +142,7 @@ def read_file(task: str, path, labelled: bool = True) -> list[Example]:
             if header is None:
                 raise DataError(f"{path}:1: empty file; expected a tab-separated header "
                                 f"naming {', '.join(wanted)}")
-            header = [h.strip() for h in header]
-            missing = [c for c in wanted if c not in header]
-            if missing:
-                hint = ""
-                if len(header) == 1:
-                    hint = " (one column: is the file " + (
-                        "comma-separated?" if "," in header[0] else "tab-separated?") + ")"
-                elif labelled and missing == [LABEL_COLUMN[task]]:
-                    hint = " (an unlabelled test file? read it with labelled=False)"
-                raise DataError(f"{path}:1: expected a header with columns {', '.join(wanted)}; "
-                                f"missing {', '.join(missing)}; found {header}{hint}")
-            col = {c: header.index(c) for c in wanted}
+            col = column_index(path, [h.strip() for h in header], task, labelled)
             for row in reader:
                 line = reader.line_num  # 1-based, header = 1; the line the row ends on
                 if not row:
@@ -188,8 +183,8 @@ def quora_in_train(ex_id: str) -> bool:
 def load(task: str, split: str, root=None) -> list[Example]:
     """Examples of `task` ("sst", "quora", "sts", "cfimdb") and `split` ("train", "dev",
     "test"; test has label None). Quora without quora-train.csv: see the module docstring."""
-    if task not in TASKS or split not in SPLITS:
-        raise ValueError(f"expected task in {TASKS} and split in {SPLITS}, got {task!r}, {split!r}")
+    check_choice("task", task, DATASETS)
+    check_choice("split", split, SPLITS)
     folder = data_dir(root)
     if task == "quora" and split != "test" and not (folder / FILES["quora", "train"]).is_file():
         dev = read_file("quora", folder / FILES["quora", "dev"])
@@ -211,12 +206,9 @@ def subset(examples, n, seed=0) -> list[Example]:
 # ---------------------------------------------------------------- batching
 
 class EpochSampler(Sampler[int]):
-    """File order, or a permutation from torch.Generator seeded with seed + epoch.
-
-    Each pass over the loader uses the current epoch and then advances it, so
-    `for epoch in range(3): for batch in loader` sees three different, reproducible orders.
-    To resume at epoch e, call `loader.sampler.set_epoch(e)` before iterating: the order is
-    then exactly the one an uninterrupted run saw in epoch e."""
+    """File order, or a permutation from torch.Generator seeded with seed + epoch. Each pass
+    uses the current epoch and then advances it (three passes, three reproducible orders);
+    `set_epoch(e)` before a pass gives exactly the order an uninterrupted run saw in epoch e."""
 
     def __init__(self, n: int, shuffle: bool, seed: int):
         self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
@@ -237,7 +229,7 @@ class EpochSampler(Sampler[int]):
 
 def make_loader(examples, tokenizer, batch_size, *, shuffle=False, seed=0, max_length=128,
                 pair_mode="joint") -> DataLoader:
-    """A DataLoader of dict batches (see docs/interfaces.md). Tokenisation happens per batch
+    """A DataLoader of dict batches (keys below; docs/design.md). Tokenisation happens per batch
     in collate, padded to the longest sequence in the batch and truncated to max_length.
     Pairs: pair_mode="joint" encodes [CLS] a [SEP] b [SEP] (token_type_ids 0 then 1);
     "separate" encodes each sentence alone (keys *_1 and *_2, for Sentence-BERT style).
@@ -246,8 +238,7 @@ def make_loader(examples, tokenizer, batch_size, *, shuffle=False, seed=0, max_l
     examples = list(examples)
     if not examples:
         raise ValueError("make_loader: expected at least one example, got none")
-    if pair_mode not in ("joint", "separate"):
-        raise ValueError(f"pair_mode must be 'joint' or 'separate', got {pair_mode!r}")
+    check_choice("pair_mode", pair_mode, PAIR_MODES)
     is_pair = examples[0].text2 is not None
     labelled = examples[0].label is not None
     if any((e.text2 is not None) != is_pair or (e.label is not None) != labelled for e in examples):
@@ -255,7 +246,7 @@ def make_loader(examples, tokenizer, batch_size, *, shuffle=False, seed=0, max_l
                          "unlabelled examples; build one loader per task and split")
     label_dtype = torch.float if is_pair else torch.long
 
-    def encode(a, b=None, suffix=""):
+    def encode(a, b=None, suffix=""):  # suffix: "_1" / "_2" for separately encoded pairs
         enc = tokenizer(a, b, padding=True, truncation=True, max_length=max_length,
                         return_tensors="pt", return_token_type_ids=True, return_attention_mask=True)
         return {k + suffix: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
@@ -292,9 +283,8 @@ def fetch(dest, files=None, base_url=BASE_URL, force=False,
             print(f"{target}: present, kept (--force downloads again)")
             continue
         url = base_url + name
-        fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out:
+        with atomic_file(target) as tmp:  # a failed or garbled download leaves nothing
+            with open(tmp, "wb") as out:
                 try:
                     with opener(url, timeout=60) as response:
                         while chunk := response.read(1 << 20):
@@ -307,10 +297,6 @@ def fetch(dest, files=None, base_url=BASE_URL, force=False,
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DataWarning)  # quora-dev's known rows
                 n = len(read_file(task, tmp, labelled=split != "test"))
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
         print(f"{target}: {n} examples")
         written.append(target)
     return written

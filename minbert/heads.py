@@ -1,33 +1,29 @@
 """Three task heads on one shared BERT (notebook 03_heads).
 
-CS224N default final project, `multitask_classifier.py`: one encoder `bert`,
-one small head per task, one method per task.
+CS224N default final project, `multitask_classifier.py`: one encoder `bert`, one small
+head per task, one method per task. Each head reads one vector per sentence or pair:
+the pooler output tanh(W h_[CLS]) (`pooling="pooler"`, the starter's choice) or the mean
+of the token vectors (`pooling="mean"`; the bundled MiniLM was trained through mean
+pooling, its pooler never was: notebook 03 compares both).
 
-  sst    SST-5 sentiment   dropout + Linear(H, 5) on the pooler output -> (B, 5) logits,
-                           cross-entropy.
-`pooling="mean"` reads the mean of the token vectors instead of the pooler output
-(tanh(W h_[CLS])): sentence-transformers checkpoints such as the bundled MiniLM were
-trained through mean pooling and their pooler never was (notebook 03 compares both).
-  quora  paraphrase        one logit: (B,); binary cross-entropy with logits.
-  sts    similarity        one score on the STS 0..5 scale: 5 * sigmoid(Linear(.)) -> (B,);
-                           MSE against the gold score. The sigmoid keeps every prediction
-                           inside the label range (a plain Linear also works, but can
-                           predict -1 or 7); its gradient is small only when saturated.
+  task   head                                        output        loss
+  sst    dropout + Linear(H, 5)                      (B, 5) logits cross-entropy
+  quora  dropout + Linear(H or 4H, 1)                (B,) logit    BCE with logits
+  sts    5 * sigmoid(dropout + Linear(H or 4H, 1))   (B,) in 0..5  MSE vs the gold score
 
-Pair tasks, two ways (`pair_mode`, matching `make_loader(pair_mode=...)`):
-  "joint"     [CLS] a [SEP] b [SEP] in one pass; dropout + Linear(H, 1) on the pooler.
+The sigmoid keeps every STS prediction inside the label range (a plain Linear can
+predict -1 or 7). Pair tasks, two ways (`pair_mode`, as in `make_loader`):
+  "joint"     [CLS] a [SEP] b [SEP] in one pass; the head reads its vector (H).
   "separate"  a and b encoded on their own, mean-pooled into u and v (Sentence-BERT);
-              dropout + Linear(4H, 1) on [u, v, |u - v|, u * v].
+              the head reads [u, v, |u - v|, u * v] (4H).
+`sts_loss` (notebook 07): "mse" is the head above; "cosine_mse" / "cosine_embedding"
+(separate pairs only) train cos(u, v) with `minbert.losses` and predict 5 * clamp(cos, 0, 1).
 
-`sts_loss` is the hook for notebook 07: "mse" (default) is the head above;
-"cosine_mse" / "cosine_embedding" (separate pairs only) train cos(u, v) with
-`minbert.losses` and predict 5 * clamp(cos, 0, 1).
-
-Two options, as in CS224N's `--option`:
-  "pretrain"  the encoder is frozen (requires_grad False) and stays in eval mode, so its
-              dropout is off and frozen features are the same every time; only the heads
-              train (lr 1e-3). The encoder then runs under no_grad (no graph kept).
-  "finetune"  every weight trains (lr 1e-5 .. 5e-5).
+The encoder, as CS224N's `--option`:
+  encoder="frozen"    requires_grad False and always in eval mode (no dropout, so the
+                      features are the same every time), run under no_grad; the heads
+                      alone train. The seed report calls these rows "pretrain".
+  encoder="finetune"  every weight trains.
 """
 from __future__ import annotations
 
@@ -36,50 +32,61 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import losses
+from .config import check_choice
+from .data import PAIR_MODES, TASKS
 
-TASKS = ("sst", "quora", "sts")
 NUM_SENTIMENT_CLASSES = 5
+ENCODER_MODES = ("frozen", "finetune")
+POOLINGS = ("pooler", "mean")
 STS_LOSSES = ("mse", "cosine_mse", "cosine_embedding")
 
 
+def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token states over real (mask 1) tokens: (B, T, H), (B, T) -> (B, H).
+
+    Padding must not count: a sentence's embedding may not depend on how long the other
+    sentences in its batch are. [CLS] and [SEP] are included, as in Sentence-BERT and
+    sentence-transformers' Pooling(mean)."""
+    mask = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)  # (B, T, 1)
+    summed = (last_hidden_state * mask).sum(dim=1)                   # (B, H)
+    counts = mask.sum(dim=1).clamp(min=1e-9)                         # (B, 1); no 0/0
+    return summed / counts
+
+
 class MultitaskBERT(nn.Module):
-    def __init__(self, bert, dropout: float = 0.1, mode: str = "finetune",
+    def __init__(self, bert, dropout: float = 0.1, encoder: str = "finetune",
                  pair_mode: str = "joint", sts_loss: str = "mse", pooling: str = "pooler"):
         super().__init__()
-        if pooling not in ("pooler", "mean"):
-            raise ValueError(f"pooling must be 'pooler' or 'mean', got {pooling!r}")
-        if mode not in ("pretrain", "finetune"):
-            raise ValueError(f"mode must be 'pretrain' or 'finetune', got {mode!r}")
-        if pair_mode not in ("joint", "separate"):
-            raise ValueError(f"pair_mode must be 'joint' or 'separate', got {pair_mode!r}")
-        if sts_loss not in STS_LOSSES:
-            raise ValueError(f"sts_loss must be one of {STS_LOSSES}, got {sts_loss!r}")
+        check_choice("pooling", pooling, POOLINGS)
+        check_choice("encoder", encoder, ENCODER_MODES)
+        check_choice("pair_mode", pair_mode, PAIR_MODES)
+        check_choice("sts_loss", sts_loss, STS_LOSSES)
         if sts_loss != "mse" and pair_mode != "separate":
             raise ValueError(f"sts_loss={sts_loss!r} compares two sentence embeddings: "
                              "it needs pair_mode='separate'")
-        self.bert, self.mode, self.pair_mode, self.sts_loss = bert, mode, pair_mode, sts_loss
-        self.pooling = pooling
+        self.bert, self.pair_mode, self.sts_loss = bert, pair_mode, sts_loss
+        self.frozen, self.pooling = encoder == "frozen", pooling
         H = bert.config.hidden_size
         pair_in = H if pair_mode == "joint" else 4 * H
         self.dropout = nn.Dropout(dropout)
         self.sentiment = nn.Linear(H, NUM_SENTIMENT_CLASSES)
         self.paraphrase = nn.Linear(pair_in, 1)
         self.similarity = nn.Linear(pair_in, 1)
-        if mode == "pretrain":
+        if self.frozen:
             for p in self.bert.parameters():
                 p.requires_grad_(False)
         self.train()
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.mode == "pretrain":
+        if self.frozen:
             self.bert.eval()  # frozen features: encoder dropout stays off
         return self
 
     # --- encoder -----------------------------------------------------------------
     def encode(self, input_ids, attention_mask, token_type_ids=None):
         """-> BertOutput; without a graph when the encoder is frozen."""
-        if self.mode == "pretrain":
+        if self.frozen:
             with torch.no_grad():
                 return self.bert(input_ids, attention_mask, token_type_ids)
         return self.bert(input_ids, attention_mask, token_type_ids)
@@ -87,15 +94,15 @@ class MultitaskBERT(nn.Module):
     def embed(self, input_ids, attention_mask, token_type_ids=None):
         """Mean-pooled sentence embeddings (B, H) over real tokens ([CLS]/[SEP] included)."""
         out = self.encode(input_ids, attention_mask, token_type_ids)
-        return losses.mean_pool(out.last_hidden_state, attention_mask)
+        return mean_pool(out.last_hidden_state, attention_mask)
 
-    def pooled(self, batch, suffix=""):
+    def pooled(self, batch):
         """The sentence (or joint pair) vector (B, H) the heads read: the pooler output,
         or with pooling="mean" the mean of the token vectors."""
-        mask = batch["attention_mask" + suffix]
-        out = self.encode(batch["input_ids" + suffix], mask, batch.get("token_type_ids" + suffix))
+        mask = batch["attention_mask"]
+        out = self.encode(batch["input_ids"], mask, batch.get("token_type_ids"))
         if self.pooling == "mean":
-            return losses.mean_pool(out.last_hidden_state, mask)
+            return mean_pool(out.last_hidden_state, mask)
         return out.pooler_output
 
     def pair_embeddings(self, batch):
@@ -176,6 +183,17 @@ class MultitaskBERT(nn.Module):
         if task == "quora":
             return (output > 0).long()  # sigmoid(logit) > 0.5
         return output
+
+    @staticmethod
+    def confidence(task, output):
+        """Raw output -> the probability of the predicted label (softmax for sst, sigmoid
+        for quora), or None for sts (a regression: its error is |pred - gold|)."""
+        if task == "sst":
+            return torch.softmax(output.float(), dim=-1).max(dim=-1).values
+        if task == "quora":
+            p = torch.sigmoid(output.float())
+            return torch.maximum(p, 1 - p)
+        return None
 
     @torch.no_grad()
     def predict(self, task, batch):

@@ -2,7 +2,7 @@
 
 Reimers & Gurevych 2019, "Sentence-BERT: Sentence Embeddings using Siamese
 BERT-Networks": encode each sentence on its own, mean-pool the token states
-into u and v, and train cos(u, v) to match the gold similarity rescaled to
+into u and v (`minbert.heads.mean_pool`), and train cos(u, v) to match the gold similarity rescaled to
 [0, 1] (their CosineSimilarityLoss). Notebook 07 compares this with the
 regression head on joint encoding and with torch's CosineEmbeddingLoss on
 +-1 targets, the variant the seed project's wording suggests, and shows why
@@ -16,18 +16,6 @@ import torch
 import torch.nn.functional as F
 
 STS_MAX = 5.0  # STS-B gold scores run from 0 (unrelated) to 5 (equivalent)
-
-
-def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of the token states over real (mask 1) tokens: (B, T, H), (B, T) -> (B, H).
-
-    Padding must not count: a sentence's embedding may not depend on how long
-    the other sentences in its batch are. [CLS] and [SEP] are included, as in
-    Sentence-BERT and sentence-transformers' Pooling(mean)."""
-    mask = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)  # (B, T, 1)
-    summed = (last_hidden_state * mask).sum(dim=1)                   # (B, H)
-    counts = mask.sum(dim=1).clamp(min=1e-9)                         # (B, 1); no 0/0
-    return summed / counts
 
 
 def cosine_mse_loss(u: torch.Tensor, v: torch.Tensor, score_0_5: torch.Tensor,

@@ -13,26 +13,23 @@ is projected. Only the shared (encoder) parameters take part: a task head gets
 gradient from its own loss only, so it has nothing to conflict with and keeps
 its plain gradient.
 
-Reduction. The paper sums the projected gradients, so with no conflict PCGrad
-is exactly the summed multitask loss. Tseng's Pytorch-PCGrad
-(WeiChengTseng/Pytorch-PCGrad, what the seed project used) merges the shared
-rows by *mean* by default (in the version the seed used, `if self._reduction:`
-is true for 'sum' too, so its sum branch is unreachable): the encoder's step is
-divided by T relative to the summed loss while the heads keep theirs. Here the
-default is the paper's sum; `reduction="mean"` reproduces the seed. Tseng also
-projects the whole flattened gradient, heads included, so the dot products and
-the heads' gradients see the other tasks' head components; here they do not.
+Reduction: the paper sums the projected rows, so with no conflict PCGrad is exactly the
+summed multitask loss; `reduction="mean"` divides the encoder's step by T, as the
+Pytorch-PCGrad code the seed project used does (benchmarks/README.md and notebook 05 tell
+the story). Only shared parameters are projected: the heads keep their own task's gradient.
 
 Implementation: every test and coefficient of the algorithm is a dot product of the
 original rows, so the loop runs on the T x T Gram matrix G G^T (float64) and yields
 weights W with g_i^PC = W[i] @ G; the (T, P) gradients are read once for the Gram
-matrix and once for the weighted sum. torchjd.aggregation.PCGrad works the same way
-in Gramian space and draws each row's order as torch.randperm(T) from the global
-generator; `project_conflicting(grads)` with generator=None draws its orders the same
-way, so under the same seed the two agree. Notebook 05 writes the loop over rows first.
+matrix and once for the weighted sum (torchjd.aggregation.PCGrad works the same way, and
+with generator=None draws the same orders, so under one seed the two agree).
 """
 import torch
 from torch import Tensor
+
+from .config import check_choice
+
+REDUCTIONS = ("sum", "mean")
 
 
 def _orders(T: int, order, generator) -> list[list[int]]:
@@ -155,8 +152,8 @@ def merge(grads: Tensor, reduction: str = "sum", generator=None, out=None) -> tu
     gram = _gram64(grads)
     W = _weights(gram, _orders(grads.shape[0], None, generator))  # g_i^PC = W[i] @ grads
     coef = (W.sum(dim=0) if reduction == "sum" else W.mean(dim=0)).to(grads.device, grads.dtype)
-    # merged = coef @ grads, slab by slab as for the Gram matrix (one (T,) @ (T, P) product
-    # is a poorly threaded matrix-vector product on the CPU: 31 vs ~13 ms at P = 22.7M)
+    # merged = coef @ grads, slab by slab as for the Gram matrix: one (T,) @ (T, P) product
+    # is a matrix-vector product, which torch threads poorly on a CPU
     T, P = grads.shape
     merged = torch.empty(P, dtype=grads.dtype, device=grads.device) if out is None else out
     slabs, rest = _slabs(grads, SLAB)
@@ -166,24 +163,52 @@ def merge(grads: Tensor, reduction: str = "sum", generator=None, out=None) -> tu
     return merged, _stats_from_gram(gram)
 
 
+def flatten_grads(params, out: Tensor) -> Tensor:
+    """Copy the .grad of `params` into the flat row `out` (P,), zeros where a parameter
+    has no gradient (the task does not reach it). The one flattening of gradients in
+    minbert: PCGrad and the conflict statistics of round-robin training both use it."""
+    off = 0
+    for p in params:
+        n = p.numel()
+        if p.grad is None:
+            out[off:off + n].zero_()
+        else:
+            out[off:off + n].copy_(p.grad.reshape(-1))
+        off += n
+    return out
+
+
+class GradientBuffer:
+    """A (rows, P) matrix reused from step to step, owned by whoever trains (one per model,
+    so two models never share gradients). A fresh 90 MB matrix per step costs about as much
+    as the surgery itself on a CPU (benchmarks/README.md)."""
+
+    def __init__(self):
+        self.tensor = None
+
+    def get(self, rows: int, P: int, dtype, device) -> Tensor:
+        t = self.tensor
+        if t is None or t.shape != (rows, P) or t.dtype != dtype or t.device != torch.device(device):
+            self.tensor = t = torch.empty(rows, P, dtype=dtype, device=device)
+        return t
+
+
 def pcgrad_backward(losses, shared_params, reduction: str = "sum", generator=None,
-                    retain_graph: bool = False) -> dict:
+                    retain_graph: bool = False, buffer: GradientBuffer | None = None) -> dict:
     """Backward for a list of task losses with PCGrad on `shared_params`.
 
-    One backward per task: the shared gradients of task t are copied into row t of
-    a flat (T, P) buffer, the rows are projected (`project_conflicting`), reduced
-    ("sum", the paper; "mean", Tseng's default) and written into the shared
-    parameters' .grad (added to any gradient already there, so accumulation over
-    micro-batches works). Every other parameter (the heads) accumulates its plain
-    gradient from the ordinary backward, i.e. only its own task's gradient.
-    retain_graph: the losses of the training loop come from one forward per task, so each
-    graph is freed by its own backward (freeing early saved ~3% of a step at batch 8); pass
-    True when the losses share part of one graph (e.g. one forward feeding every head).
-    Returns `conflict_stats` of the original rows. The shared .grad it sets are views of a
-    buffer that the next call reuses: clone them to keep a gradient past the next call.
+    One backward per task: the shared gradients of task t are copied into row t of a flat
+    (T, P) matrix, the rows are projected, reduced ("sum", the paper; "mean", the seed's
+    code) and written into the shared parameters' .grad (added to a gradient already there,
+    so accumulation over micro-batches works). Every other parameter (the heads) keeps the
+    plain gradient of the ordinary backward, i.e. only its own task's.
+    retain_graph: pass True when the losses share part of one graph (one forward feeding
+    every head); the training loop makes one forward per task, so each backward frees its own.
+    buffer: where the rows live (allocated afresh when None). The shared .grad become views
+    of its last row: with a buffer reused across steps, clone a gradient to keep it.
+    Returns `conflict_stats` of the original rows.
     """
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    check_choice("reduction", reduction, REDUCTIONS)
     losses = list(losses)
     params = [p for p in shared_params if p.requires_grad]
     if not losses:
@@ -196,24 +221,15 @@ def pcgrad_backward(losses, shared_params, reduction: str = "sum", generator=Non
     T, P = len(losses), sum(p.numel() for p in params)
 
     prior = [p.grad for p in params]  # kept aside, added back at the end
-    # (T + 1, P), reused from step to step: the T rows, then the merged gradient, which the
-    # shared .grad become views of (unless they held a gradient already: accumulation).
-    buf = _buffer(T + 1, P, dtype, device)
+    rows = (buffer or GradientBuffer()).get(T + 1, P, dtype, device)  # T rows + the merged one
     for t, loss in enumerate(losses):
         for p in params:
             p.grad = None
         loss.backward(retain_graph=retain_graph and t < T - 1)
-        off = 0
-        for p in params:
-            n = p.numel()
-            if p.grad is None:  # this task does not reach p: its row stays 0 there
-                buf[t, off:off + n].zero_()
-            else:
-                buf[t, off:off + n].copy_(p.grad.reshape(-1))
-            off += n
+        flatten_grads(params, rows[t])
 
-    out = buf[T] if all(g is None for g in prior) else None
-    merged, stats = merge(buf[:T], reduction, generator, out=out)
+    out = rows[T] if all(g is None for g in prior) else None
+    merged, stats = merge(rows[:T], reduction, generator, out=out)
     off = 0
     with torch.no_grad():
         for p, g0 in zip(params, prior):
@@ -224,14 +240,29 @@ def pcgrad_backward(losses, shared_params, reduction: str = "sum", generator=Non
     return stats
 
 
-_BUFFER: dict = {}
+class ConflictLog:
+    """Conflict statistics of the per-task encoder gradients, accumulated over the rounds of
+    an epoch: per task pair, the share of rounds with g_i . g_j < 0 and the mean cosine."""
 
+    def __init__(self, params, tasks, buffer: GradientBuffer | None = None):
+        self.params, self.tasks, self.sums = [p for p in params if p.requires_grad], tasks, {}
+        self.buffer, self.rows = buffer or GradientBuffer(), None
 
-def _buffer(T: int, P: int, dtype, device) -> Tensor:
-    """A (T, P) matrix kept between calls: a fresh 90 MB output alone cost ~13 ms per
-    step on 2 CPU cores, against ~21 ms for the whole surgery (benchmarks/bench_pcgrad.py)."""
-    key = (T, P, dtype, str(device))
-    if key not in _BUFFER:
-        _BUFFER.clear()
-        _BUFFER[key] = torch.empty(T, P, dtype=dtype, device=device)
-    return _BUFFER[key]
+    def grab(self, t: int):
+        """Row t <- the current .grad of the shared parameters (task t's gradient)."""
+        if self.rows is None:  # PCGrad hands its stats to add() and never needs rows
+            p0, P = self.params[0], sum(p.numel() for p in self.params)
+            self.rows = self.buffer.get(len(self.tasks), P, p0.dtype, p0.device)
+        flatten_grads(self.params, self.rows[t])
+
+    def add(self, stats: dict | None = None):
+        """Count one round: `stats` from pcgrad_backward, or (None) those of the grabbed rows."""
+        stats = stats or conflict_stats(self.rows)
+        for (i, j), cos in stats["cosine"].items():
+            key = f"{self.tasks[i]}-{self.tasks[j]}"
+            n, c, s = self.sums.get(key, (0, 0, 0.0))
+            self.sums[key] = (n + 1, c + int(stats["conflict"][(i, j)]), s + cos)
+
+    def summary(self) -> dict:
+        return {k: {"conflict_rate": c / n, "mean_cosine": s / n}
+                for k, (n, c, s) in self.sums.items()}

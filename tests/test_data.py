@@ -3,7 +3,6 @@ the counts in the data README, hand-written bad files, hashlib for the Quora spl
 and the Hugging Face tokenizer called directly for the batches."""
 import hashlib
 import os
-import random
 import re
 import shutil
 import warnings

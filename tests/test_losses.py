@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from minbert import losses
+from minbert.heads import mean_pool
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -127,25 +128,25 @@ def padded():
 
 def test_mean_pool_by_hand(padded):
     hidden, mask = padded
-    torch.testing.assert_close(losses.mean_pool(hidden, mask), hand_mean(hidden, mask))
+    torch.testing.assert_close(mean_pool(hidden, mask), hand_mean(hidden, mask))
 
 
 def test_mean_pool_equals_sentence_transformers_pooling(padded):
     from sentence_transformers.sentence_transformer.modules.pooling import Pooling
     hidden, mask = padded
     ref = Pooling(5, pooling_mode="mean")({"token_embeddings": hidden, "attention_mask": mask})
-    torch.testing.assert_close(losses.mean_pool(hidden, mask), ref["sentence_embedding"])
+    torch.testing.assert_close(mean_pool(hidden, mask), ref["sentence_embedding"])
 
 
 def test_mean_pool_ignores_extra_padding(padded):
     hidden, mask = padded
     more = torch.cat([hidden, torch.full((3, 4, 5), -7.0)], dim=1)
     more_mask = torch.cat([mask, torch.zeros(3, 4, dtype=mask.dtype)], dim=1)
-    torch.testing.assert_close(losses.mean_pool(more, more_mask), losses.mean_pool(hidden, mask))
+    torch.testing.assert_close(mean_pool(more, more_mask), mean_pool(hidden, mask))
 
 
 def test_mean_pool_empty_mask_is_finite():
-    out = losses.mean_pool(torch.randn(2, 3, 4), torch.zeros(2, 3))
+    out = mean_pool(torch.randn(2, 3, 4), torch.zeros(2, 3))
     assert torch.isfinite(out).all() and (out == 0).all()
 
 

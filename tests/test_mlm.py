@@ -10,7 +10,7 @@ import transformers
 
 import minbert
 from minbert import mlm
-from minbert.pretrained import CheckpointError, bundled_path
+from minbert.pretrained import CheckpointError, bundled_path, save_pretrained
 
 PAD, UNK, CLS, SEP, MASK = 0, 2, 3, 4, 5
 SPECIAL = (PAD, UNK, CLS, SEP, MASK)
@@ -231,8 +231,9 @@ def test_accumulation_equals_one_big_batch(tmp_path, opt):
 def test_save_pretrained_round_trip(tmp_path, pretraining_folder):
     model, tok = mlm.load_mlm(pretraining_folder)
     folder = tmp_path / "run" / "encoder"
-    mlm.save_pretrained(model.bert, tok, folder, head=model)
-    mlm.save_pretrained(model.bert, tok, folder, head=model)  # overwriting an existing folder
+    head = {mlm.HEAD_FILE: model.head_state_dict()}
+    save_pretrained(model.bert, tok, folder, extra=head)
+    save_pretrained(model.bert, tok, folder, extra=head)  # overwriting an existing folder
     assert sorted(p.name for p in folder.parent.iterdir()) == ["encoder"]  # no temp leftovers
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["architectures"] == ["BertModel"] and cfg["model_type"] == "bert"

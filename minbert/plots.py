@@ -1,0 +1,156 @@
+"""Train-vs-dev curves and gradient-conflict figures (notebooks 03-05, 08; "Figure 1").
+
+    plot_history(history)               one run: per task, train (dashed) vs dev (solid)
+    plot_conflict_history(history)      one run: conflict rate and mean cosine per task pair
+    plot_curves(df) / plot_conflicts(df)   every run of a results table, as a grid
+    python -m minbert.plots curves RUN_DIR [RUN_DIR ...] -o fig.png
+
+A history is the list train.run writes to RUN_DIR/history.json: per epoch, "train" and
+"dev" metrics per task (and "conflict" per task pair). "train" numbers are those of the
+training batches as they were seen (dropout on), so the gap to dev is the overfitting the
+seed report's Figure 1 shows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+from .data import TASKS
+from .metrics import METRIC
+
+COLORS = dict(zip(TASKS, matplotlib.colormaps["tab10"].colors))
+
+
+def _axes(n, axes, width=4.2, height=3.2, cols=3):
+    if axes is not None:
+        return None, list(axes)
+    cols = min(n, cols)
+    fig, grid = plt.subplots(-(-n // cols), cols, figsize=(width * cols, height * -(-n // cols)),
+                             squeeze=False)
+    for ax in grid.flat[n:]:
+        ax.axis("off")
+    return fig, list(grid.flat[:n])
+
+
+def plot_history(history: list, axes=None, label: str = "", tasks=None, loss: bool = False,
+                 gap: bool = True):
+    """Per task one panel: train (dashed) and dev (solid) metric over epochs, the gap shaded;
+    `loss=True` adds a panel of the train losses. Pass `axes` to draw into existing panels
+    (e.g. two runs on one panel, told apart by `label`). Returns the figure."""
+    tasks = [t for t in (tasks or TASKS) if t in history[0]["dev"]]
+    fig, axes = _axes(len(tasks) + loss, axes)
+    epochs = [e["epoch"] for e in history]
+    prefix = f"{label}: " if label else ""
+    for ax, t in zip(axes, tasks):
+        m = METRIC[t]
+        tr = [e["train"][t][m] for e in history]
+        dv = [e["dev"][t][m] for e in history]
+        line, = ax.plot(epochs, dv, "-o", ms=3, label=f"{prefix}{t} dev")
+        ax.plot(epochs, tr, "--x", ms=4, color=line.get_color(), label=f"{prefix}{t} train")
+        if gap:
+            ax.fill_between(epochs, tr, dv, color=line.get_color(), alpha=0.12)
+        ax.set(xlabel="epoch", ylabel=f"{t} {m}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7)
+    if loss:
+        for t in tasks:
+            axes[-1].plot(epochs, [e["train"][t]["loss"] for e in history], "-o", ms=3,
+                          color=COLORS[t], label=f"{prefix}{t}")
+        axes[-1].set(xlabel="epoch", ylabel="train loss")
+        axes[-1].legend(fontsize=7)
+    return (fig or axes[0].figure)
+
+
+def plot_conflict_history(history: list, axes=None):
+    """Left: share of rounds whose encoder gradients conflict (g_i . g_j < 0) per task pair;
+    right: their mean cosine. Returns the figure."""
+    fig, (ax0, ax1) = _axes(2, axes, width=5.5, height=3.5)
+    epochs = [e["epoch"] for e in history]
+    for pair in history[0]["conflict"]:
+        ax0.plot(epochs, [e["conflict"][pair]["conflict_rate"] for e in history], "o-", label=pair)
+        ax1.plot(epochs, [e["conflict"][pair]["mean_cosine"] for e in history], "o-", label=pair)
+    ax0.set(xlabel="epoch", ylabel="share of rounds with g_i . g_j < 0", ylim=(-0.05, 1.05),
+            title="conflicting encoder gradients")
+    ax1.axhline(0, color="grey", lw=0.5)
+    ax1.set(xlabel="epoch", ylabel="mean cosine", title="cosine of the task gradients")
+    for ax in (ax0, ax1):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax0.legend(fontsize=7)
+    return fig or ax0.figure
+
+
+def _save(fig, path):
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def run_title(r) -> str:
+    return f"{r['preset']} row {r['row']} {r['name']} s{r['seed']}"
+
+
+def plot_curves(df, path=None):
+    """Figure-1 style, one panel per run of a results table (results.load_results): every
+    task's train and dev metric over epochs. Runs without history (zero-shot) are left out."""
+    runs = df[[bool(h) for h in df["history"]]] if len(df) else df
+    fig, axes = _axes(max(len(runs), 1), None)
+    for ax, (_, r) in zip(axes, runs.iterrows()):
+        for t in TASKS:
+            if t in r["history"][0]["dev"]:
+                plot_history(r["history"], axes=[ax], tasks=[t])
+        ax.set(title=run_title(r), ylabel="acc / r")
+        ax.title.set_fontsize(9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_conflicts(df, path=None, cols: int = 4):
+    """Per run that logged it, the conflict rate per task pair over epochs, as a grid."""
+    runs = df[[bool(c) for c in df["conflict"]]] if len(df) else df
+    fig, axes = _axes(max(len(runs), 1), None, cols=cols)
+    for ax, (_, r) in zip(axes, runs.iterrows()):
+        epochs = [c["epoch"] for c in r["conflict"]]
+        for pair in (k for k in r["conflict"][0] if k != "epoch"):
+            ax.plot(epochs, [c[pair]["conflict_rate"] for c in r["conflict"]], "-o", label=pair)
+        ax.set(ylim=(0, 1), xlabel="epoch", ylabel="conflict rate", title=run_title(r))
+        ax.title.set_fontsize(9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7)
+    if not len(runs):
+        axes[0].text(0.5, 0.5, "no run logged conflicts", ha="center")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m minbert.plots", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("curves", help="train vs dev per task of run folders (history.json)")
+    c.add_argument("runs", nargs="+", type=Path, help="run folders written by minbert.train")
+    c.add_argument("-o", "--out", type=Path, required=True, help="image file (.png, .pdf, ...)")
+    a = p.parse_args(argv)
+    histories = {}
+    for run in a.runs:
+        f = run / "history.json"
+        if not f.is_file():
+            p.error(f"{f}: not found; expected a run folder written by python -m minbert.train")
+        histories[run.name] = json.loads(f.read_text())
+    tasks = [t for t in TASKS if any(t in h[0]["dev"] for h in histories.values())]
+    fig, axes = _axes(len(tasks), None, width=5, height=3.8)
+    for name, h in histories.items():
+        present = [t for t in tasks if t in h[0]["dev"]]
+        plot_history(h, axes=[axes[tasks.index(t)] for t in present], tasks=present,
+                     label=name if len(histories) > 1 else "", gap=len(histories) == 1)
+    fig.tight_layout()
+    _save(fig, a.out)
+    print(a.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""What a trained model says about a split, and the three files that keep it.
+
+    predict_loader(model, task, loader)      -> ids, predictions, golds (eval mode, no grad)
+    write_dev_predictions(out_dir, preds)    dev-predictions-{task}.tsv: id, pred, gold
+    write_cs224n(path, task, ids, preds)     the CS224N leaderboard file of one task
+    records(model, task, loader, examples)   every prediction with its sentences, gold label
+                                             and confidence (the result JSONs, error analysis)
+
+Predictions are decided in one place, `MultitaskBERT.decide` / `.confidence` (heads.py).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .files import write_text
+from .heads import MultitaskBERT
+
+# CS224N starter (multitask_classifier.py, test_multitask): file prefix and header column.
+CS224N_OUTPUT = {"sst": ("sst", "Predicted_Sentiment"),
+                 "quora": ("para", "Predicted_Is_Paraphrase"),
+                 "sts": ("sts", "Predicted_Similiarity")}  # sic: the starter's spelling
+
+
+def to_device(batch, device):
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict_loader(model, task, loader, device="cpu"):
+    """-> (ids, predictions, golds or None) over a whole loader, in eval mode."""
+    model.eval()
+    ids, preds, golds = [], [], []
+    for batch in loader:
+        ids.extend(batch["ids"])
+        preds.extend(model.predict(task, to_device(batch, device)).cpu().tolist())
+        if "labels" in batch:
+            golds.extend(batch["labels"].tolist())
+    return ids, preds, (golds if golds else None)
+
+
+def format_pred(task, p) -> str:
+    """repr of the float for sts (it reads back as the same number, so the metric of the
+    file equals the reported one exactly), the integer label otherwise."""
+    return repr(float(p)) if task == "sts" else str(int(p))
+
+
+def write_dev_predictions(out_dir, preds: dict):
+    """preds: {task: (ids, predictions, golds)} -> one TSV per task in out_dir."""
+    for t, (ids, p, g) in preds.items():
+        lines = ["id\tpred\tgold"] + [f"{i}\t{format_pred(t, a)}\t{format_pred(t, b)}"
+                                      for i, a, b in zip(ids, p, g)]
+        write_text(Path(out_dir) / f"dev-predictions-{t}.tsv", "\n".join(lines) + "\n")
+
+
+def cs224n_name(task, split) -> str:
+    return f"{CS224N_OUTPUT[task][0]}-{split}-output.csv"
+
+
+def write_cs224n(path, task, ids, preds) -> Path:
+    """The starter's exact format: a header `id \\t Predicted_Sentiment ` (with those spaces;
+    para: Predicted_Is_Paraphrase, sts: Predicted_Similiarity, sic), then one
+    `{id} , {prediction} ` line per example. Its grader parses that, so it is kept."""
+    column = CS224N_OUTPUT[task][1]
+    lines = [f"id \t {column} "] + [f"{i} , {format_pred(task, a)} " for i, a in zip(ids, preds)]
+    return write_text(path, "\n".join(lines) + "\n")
+
+
+@torch.no_grad()
+def records(model, task, loader, examples, device="cpu") -> list[dict]:
+    """Every prediction of `loader` with both sentences, the gold label, the prediction and
+    its confidence (None for sts: sort its errors by |pred - gold|)."""
+    by_id = {e.id: e for e in examples}
+    model.eval()
+    out = []
+    for batch in loader:
+        raw = model(task, to_device(batch, device)).float().cpu()
+        pred = MultitaskBERT.decide(task, raw).tolist()
+        conf = MultitaskBERT.confidence(task, raw)
+        conf = [None] * len(pred) if conf is None else conf.tolist()
+        for ex_id, p, c in zip(batch["ids"], pred, conf):
+            out.append(record(by_id[ex_id], p, c, task))
+    return out
+
+
+def record(ex, pred, confidence, task) -> dict:
+    """One prediction as the result JSONs store it (rounded to 4 digits)."""
+    gold = float(ex.label) if task == "sts" else int(ex.label)
+    pred = round(float(pred), 4) if task == "sts" else int(pred)
+    return {"id": ex.id, "sentence1": ex.text, "sentence2": ex.text2, "gold": gold, "pred": pred,
+            "confidence": None if confidence is None else round(float(confidence), 4)}

@@ -69,42 +69,37 @@ class Row:
 
 
 SEED = dict(batch_size=8, dropout=0.3, epochs=10)  # the seed's (CS224N default) settings
+BASELINE = dict(SEED, mode="multitask", encoder="finetune", lr=1e-5)  # row 2
+ADJUSTED = dict(BASELINE, batch_size=64, dropout=0.5)                # row 12
 ROWS = {
     0: Row("zero-shot", "no training: cosine of mean-pooled embeddings (STS r, Quora threshold "
            "from train); SST = majority-class baseline", None),
     1: Row("multitask-pretrain", "frozen BERT, the three heads trained round-robin (lr 1e-3)",
            dict(SEED, mode="multitask", encoder="frozen", lr=1e-3)),
     2: Row("multitask-finetune", "round-robin multitask fine-tuning (lr 1e-5): the baseline",
-           dict(SEED, mode="multitask", encoder="finetune", lr=1e-5)),
-    3: Row("sst-pretrain", "single-task SST, frozen BERT",
-           dict(SEED, mode="single", tasks=("sst",), encoder="frozen", lr=1e-3)),
-    4: Row("sst-finetune", "single-task SST, fine-tuned",
-           dict(SEED, mode="single", tasks=("sst",), encoder="finetune", lr=1e-5)),
-    5: Row("quora-pretrain", "single-task Quora, frozen BERT",
-           dict(SEED, mode="single", tasks=("quora",), encoder="frozen", lr=1e-3)),
-    6: Row("quora-finetune", "single-task Quora, fine-tuned",
-           dict(SEED, mode="single", tasks=("quora",), encoder="finetune", lr=1e-5)),
-    7: Row("sts-pretrain", "single-task STS, frozen BERT",
-           dict(SEED, mode="single", tasks=("sts",), encoder="frozen", lr=1e-3)),
-    8: Row("sts-finetune", "single-task STS, fine-tuned",
-           dict(SEED, mode="single", tasks=("sts",), encoder="finetune", lr=1e-5)),
+           BASELINE),
     # pcgrad_reduction="mean": the seed used Tseng's PCGrad, which averages (minbert.pcgrad)
     9: Row("pcgrad", "multitask fine-tuning with PCGrad (one step per round, mean reduction)",
-           dict(SEED, mode="pcgrad", encoder="finetune", lr=1e-5, pcgrad_reduction="mean")),
+           dict(BASELINE, mode="pcgrad", pcgrad_reduction="mean")),
     # pair_mode applies to both pair tasks: Quora then reads [u, v, |u-v|, u*v] too
     10: Row("cosine", "multitask fine-tuning, STS trained as cos(u, v) vs score/5 (Sentence-BERT "
             "CosineSimilarityLoss), pairs encoded separately",
-            dict(SEED, mode="multitask", encoder="finetune", lr=1e-5, sts_loss="cosine_mse",
-                 pair_mode="separate")),
+            dict(BASELINE, sts_loss="cosine_mse", pair_mode="separate")),
     11: Row("mlm-v1", "extra MLM pre-training on CFIMDB (v1: batch 4, 3 epochs), then row 2",
-            dict(SEED, mode="multitask", encoder="finetune", lr=1e-5), "v1"),
+            BASELINE, "v1"),
     12: Row("adjusted", "row 2 with adjusted hyper-parameters: batch 64, dropout 0.5",
-            dict(SEED, mode="multitask", encoder="finetune", lr=1e-5, batch_size=64,
-                 dropout=0.5)),
+            ADJUSTED),
     13: Row("adjusted-mlm-v2", "row 12 after MLM v2 (batch 4 x 32 accumulation, 3 epochs)",
-            dict(SEED, mode="multitask", encoder="finetune", lr=1e-5, batch_size=64,
-                 dropout=0.5), "v2"),
+            ADJUSTED, "v2"),
 }
+# rows 3-8: single task, frozen ("pretrain", the seed's name) then fine-tuned, per task
+for i, (task, label) in enumerate((("sst", "SST"), ("quora", "Quora"), ("sts", "STS"))):
+    for j, (name, encoder, words) in enumerate((("pretrain", "frozen", "frozen BERT"),
+                                                ("finetune", "finetune", "fine-tuned"))):
+        ROWS[3 + 2 * i + j] = Row(f"{task}-{name}", f"single-task {label}, {words}",
+                                  dict(SEED, mode="single", tasks=(task,), encoder=encoder,
+                                       lr=T.DEFAULT_LR[encoder]))
+ROWS = dict(sorted(ROWS.items()))
 
 # ---------------------------------------------------------------------- the presets
 # train: TrainConfig fields for every row; epochs/mlm: None = the row's / MLM_PRESETS' own.

@@ -202,6 +202,20 @@ def warm_up_head(model: BertForMLM, train_seqs, tok, c: MLMConfig, callback) -> 
     return history
 
 
+def train_all(model: BertForMLM, train_seqs, tok, c: MLMConfig, callback) -> list[dict]:
+    """Encoder (lr) and head (head_lr) together; with c.freeze_encoder the head alone."""
+    groups = [{"params": model.head_parameters(), "lr": c.head_lr}]
+    if c.freeze_encoder:
+        for p in model.bert.parameters():
+            p.requires_grad_(False)
+    else:
+        groups.insert(0, {"params": list(model.bert.parameters()), "lr": c.lr})
+    opt = AdamW(groups, weight_decay=c.weight_decay)
+    return train_mlm(model, train_seqs, tok, opt, batch_size=c.batch_size,
+                     accumulation_steps=c.accumulation_steps, epochs=c.epochs, seed=c.seed,
+                     max_steps=c.max_steps, log_every=50, callback=callback)
+
+
 def relative_change(before: dict, after: dict) -> float:
     """||after - before|| / ||before|| over every tensor of a state dict."""
     return math.sqrt(sum(((after[k] - v) ** 2).sum().item() for k, v in before.items())
@@ -244,17 +258,8 @@ def pretrain_mlm(config: MLMConfig, out_dir="runs/mlm", progress: bool = True) -
         history["head"] = warm_up_head(model, train_seqs, tok, c, log("head"))
         metrics["after_head"] = ev()
     encoder_before = {k: v.detach().clone() for k, v in model.bert.state_dict().items()}
-    groups = [{"params": model.head_parameters(), "lr": c.head_lr}]
-    if c.freeze_encoder:
-        for p in model.bert.parameters():
-            p.requires_grad_(False)
-    else:
-        groups.insert(0, {"params": list(model.bert.parameters()), "lr": c.lr})
-    opt = AdamW(groups, weight_decay=c.weight_decay)
-    history["full"] = train_mlm(model, train_seqs, tok, opt, batch_size=c.batch_size,
-                                accumulation_steps=c.accumulation_steps, epochs=c.epochs,
-                                seed=c.seed, max_steps=c.max_steps, log_every=50,
-                                callback=log("head" if c.freeze_encoder else "full"))
+    history["full"] = train_all(model, train_seqs, tok, c,
+                                log("head" if c.freeze_encoder else "full"))
     metrics["after"] = ev()
     metrics["encoder_relative_change"] = relative_change(encoder_before, model.bert.state_dict())
     metrics["steps"] = {k: len(v) for k, v in history.items()}

@@ -71,7 +71,7 @@ def test_run_skip_and_read(tiny, data_root, tmp_path, capsys):
     df = R.load_results(res)
     assert list(df["row"]) == [0, 2] and df["sts"].notna().all()
     s = R.summary_table(df)
-    assert {"sst", "sst_std", "overall", "seed_sst", "diff_overall"} <= set(s.columns)
+    assert {"sst", "sst_std", "overall", "seed_sst", "diff_mean3"} <= set(s.columns)
     sst, quora, sts = df.loc[0, ["sst", "quora", "sts"]]  # CS224N's formula, written out here
     assert s["overall"].iloc[0] == pytest.approx((sst + quora + (sts + 1) / 2) / 3)
     assert s["mean3"].iloc[0] == pytest.approx((sst + quora + sts) / 3)

@@ -1,0 +1,191 @@
+"""The layout docs/design.md writes down, enforced: which minbert module may import which,
+that every module has a row there, file and function sizes, and that notebooks use only
+public names. Each checker is also run on a planted violation, so it is shown to fail."""
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "minbert"
+DESIGN = ROOT / "docs" / "design.md"
+MAX_LINES = 340         # "about 300 lines"; model.py mirrors modeling_bert.py
+MAX_LINES_MODEL = 400
+MAX_FUNCTION = 50       # a longer function says why in a "# long:" comment on its first lines
+
+
+def allowed_imports() -> dict:
+    """module -> set of minbert modules it may import, from the table in docs/design.md."""
+    rows = re.findall(r"^\| (\w+) \|([\w, ]*)\|", DESIGN.read_text(), re.M)
+    return {m: {x.strip() for x in deps.split(",") if x.strip()} for m, deps in rows
+            if m != "module"}
+
+
+def unit(path: Path) -> str:
+    """The design unit of a file: minbert/train.py -> train, minbert/course/kernel.py -> course."""
+    rel = path.relative_to(PACKAGE).parts
+    return rel[0] if len(rel) > 1 else rel[0][:-3]
+
+
+def imported_units(source: str, path: Path) -> set:
+    """The minbert units a module's source imports (relative or absolute, any depth)."""
+    parts = path.relative_to(PACKAGE).parts
+    here = ["minbert", *parts[:-1]]  # the package the file is in
+    out = set()
+    for node in ast.walk(ast.parse(source)):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[:len(here) - node.level + 1]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            # `from minbert import files` names a module; `from minbert.data import load` a name
+            whole = prefix in ("minbert", ".".join(here)) and node.module is None \
+                or prefix == "minbert"
+            names = [f"{prefix}.{a.name}" for a in node.names] if whole else [prefix]
+        for name in names:
+            bits = name.split(".")
+            if bits[0] == "minbert" and len(bits) > 1:
+                out.add(bits[1])
+            elif bits == ["minbert"]:
+                out.add("__init__")
+    return out
+
+
+def import_violations(path: Path, source: str, table: dict) -> list:
+    me = unit(path)
+    if me == "__init__":
+        return []  # the package root re-exports the basics
+    if me not in table:
+        return [f"{path.name}: no row for {me!r} in docs/design.md"]
+    allowed = table[me] | {me}
+    if me == "provenance":
+        allowed |= {"__init__", "__version__"}
+    return [f"{path.relative_to(ROOT)} imports minbert.{u}, which docs/design.md does not allow "
+            f"for {me}" for u in sorted(imported_units(source, path) - allowed)]
+
+
+def modules():
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_design_table_covers_every_module():
+    table = allowed_imports()
+    assert {"model", "train", "experiments", "plots", "results", "course"} <= set(table)
+    units = {unit(p) for p in modules()} - {"__init__"}
+    assert units <= set(table), f"modules without a row in docs/design.md: {units - set(table)}"
+    assert set(table) <= units, f"rows for modules that do not exist: {set(table) - units}"
+
+
+def test_import_direction():
+    table = allowed_imports()
+    bad = [v for p in modules() for v in import_violations(p, p.read_text(), table)]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_issue_rules_hold_in_the_table():
+    """The rules the layout exists for, so that loosening the table is caught too."""
+    t = allowed_imports()
+    top = {"train", "experiments", "results", "plots", "course", "plan", "zero_shot"}
+    for core in ("model", "optimizer", "pcgrad", "losses", "metrics", "files", "config"):
+        assert not t[core] & top, core
+    training = {"train", "heads", "pcgrad", "optimizer", "mlm", "mlm_head", "model", "predictions"}
+    for reader in ("plots", "results"):
+        assert not t[reader] & training, reader
+    assert not t["course"] & (training | {"pretrained", "data"}), "course imports no model code"
+
+
+def test_import_checker_fails_on_a_planted_violation():
+    table = allowed_imports()
+    fake = PACKAGE / "plots.py"
+    assert import_violations(fake, "from .train import run\n", table)
+    assert import_violations(fake, "import minbert.heads as h\n", table)
+    assert import_violations(PACKAGE / "course" / "kernel.py", "from ..model import BertModel\n",
+                             table)
+    assert not import_violations(fake, "from .metrics import METRIC\n", table)
+
+
+def long_functions(source: str) -> list:
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n = node.end_lineno - node.lineno + 1
+            head = "\n".join(source.splitlines()[node.lineno - 1:node.lineno + 3])
+            if n > MAX_FUNCTION and "# long:" not in head:
+                out.append(f"{node.name} ({n} lines)")
+    return out
+
+
+def test_files_and_functions_read_in_one_sitting():
+    too_long = []
+    for p in modules():
+        source = p.read_text()
+        limit = MAX_LINES_MODEL if p.name == "model.py" and p.parent == PACKAGE else MAX_LINES
+        if len(source.splitlines()) > limit:
+            too_long.append(f"{p.relative_to(ROOT)}: {len(source.splitlines())} lines > {limit}")
+        too_long += [f"{p.relative_to(ROOT)}: {f}" for f in long_functions(source)]
+    assert not too_long, "\n".join(too_long)
+    assert long_functions("def f():\n" + "    x = 1\n" * 60)  # the checker can fail
+
+
+# --- notebooks use public names only -------------------------------------------------
+INTERNAL = {"add_fields", "from_args"}  # docs/design.md: command-line plumbing
+
+
+def code_cells(path: Path):
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] == "code":
+            src = "".join(cell["source"])
+            # IPython magics and shell lines are not Python
+            yield cell.get("id"), "\n".join("" if l.lstrip().startswith(("%", "!")) else l
+                                            for l in src.splitlines())
+
+
+def private_uses(source: str) -> list:
+    """Names a notebook cell takes from minbert that are private or internal."""
+    tree = ast.parse(source)
+    aliases, out = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "minbert":
+                    aliases.add(a.asname or "minbert")
+                    out += [p for p in a.name.split(".") if p.startswith("_")]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "minbert":
+            out += [p for p in node.module.split(".") if p.startswith("_")]
+            for a in node.names:
+                if a.name.startswith("_") or a.name in INTERNAL:
+                    out.append(a.name)
+                full = f"{node.module}.{a.name}"
+                if full.count(".") >= 1 and not a.name[0].isupper():
+                    aliases.add(a.asname or a.name)  # a module or function taken from minbert
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            root = node
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in aliases:
+                if node.attr.startswith("_") and not node.attr.startswith("__") \
+                        or node.attr in INTERNAL:
+                    out.append(node.attr)
+    return out
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")),
+                         ids=lambda p: p.name)
+def test_notebooks_use_public_names(path):
+    bad = [(cid, n) for cid, src in code_cells(path) for n in private_uses(src)]
+    assert not bad, f"{path.name} uses private or internal minbert names: {bad}"
+
+
+def test_private_name_checker_fails_on_planted_uses():
+    assert private_uses("from minbert.checks import _call\n") == ["_call"]
+    assert private_uses("import minbert\nminbert.pcgrad._gram64(x)\n") == ["_gram64"]
+    assert private_uses("from minbert import pcgrad\npcgrad._weights(g, o)\n") == ["_weights"]
+    assert private_uses("from minbert.config import add_fields\n") == ["add_fields"]
+    assert private_uses("from minbert import train\ntrain.run(c)\nx._y\n") == []

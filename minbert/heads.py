@@ -98,7 +98,10 @@ class MultitaskBERT(nn.Module):
 
     def pooled(self, batch):
         """The sentence (or joint pair) vector (B, H) the heads read: the pooler output,
-        or with pooling="mean" the mean of the token vectors."""
+        or with pooling="mean" the mean of the token vectors. A batch that carries
+        "features" (a frozen encoder's cached output, minbert.frozen) skips the encoder."""
+        if "features" in batch:
+            return batch["features"]
         mask = batch["attention_mask"]
         out = self.encode(batch["input_ids"], mask, batch.get("token_type_ids"))
         if self.pooling == "mean":
@@ -116,6 +119,8 @@ class MultitaskBERT(nn.Module):
 
     def pair_features(self, batch):
         """(B, H) pooled joint encoding, or (B, 4H) [u, v, |u-v|, u*v] for separate pairs."""
+        if "features" in batch:
+            return batch["features"]
         if self.pair_mode == "joint":
             if "input_ids" not in batch:
                 raise ValueError("pair_mode='joint' needs batches with input_ids "
@@ -123,6 +128,10 @@ class MultitaskBERT(nn.Module):
             return self.pooled(batch)
         u, v = self.pair_embeddings(batch)
         return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+
+    def head_input(self, task, batch):
+        """What task's head reads: (B, H) for sst, pair_features for quora and sts."""
+        return self.pooled(batch) if task == "sst" else self.pair_features(batch)
 
     # --- the three heads (CS224N names) -------------------------------------------
     def predict_sentiment(self, batch):

@@ -1,6 +1,7 @@
 """What a trained model says about a split, and the three files that keep it.
 
     predict_loader(model, task, loader)      -> ids, predictions, golds (eval mode, no grad)
+    evaluate(model, {task: loader})          -> dev metrics and the predictions behind them
     write_dev_predictions(out_dir, preds)    dev-predictions-{task}.tsv: id, pred, gold
     write_cs224n(path, task, ids, preds)     the CS224N leaderboard file of one task
     records(model, task, loader, examples)   every prediction with its sentences, gold label
@@ -16,6 +17,7 @@ import torch
 
 from .files import write_text
 from .heads import MultitaskBERT
+from .metrics import METRIC, metric
 
 # CS224N starter (multitask_classifier.py, test_multitask): file prefix and header column.
 CS224N_OUTPUT = {"sst": ("sst", "Predicted_Sentiment"),
@@ -38,6 +40,16 @@ def predict_loader(model, task, loader, device="cpu"):
         if "labels" in batch:
             golds.extend(batch["labels"].tolist())
     return ids, preds, (golds if golds else None)
+
+
+def evaluate(model, loaders: dict, device="cpu") -> tuple[dict, dict]:
+    """-> ({task: {metric: value}}, {task: (ids, preds, golds)})."""
+    scores, preds = {}, {}
+    for t, loader in loaders.items():
+        ids, p, g = predict_loader(model, t, loader, device)
+        scores[t] = {METRIC[t]: metric(t, p, g)}
+        preds[t] = (ids, p, g)
+    return scores, preds
 
 
 def format_pred(task, p) -> str:

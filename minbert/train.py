@@ -1,7 +1,6 @@
 """Training runs: single-task, round-robin multitask and PCGrad (notebooks 03, 04, 05).
 
-    python -m minbert.train --mode single --task sst --model minilm-l6 --out runs/sst
-    python -m minbert.train --mode multitask --out runs/rr --epochs 2 --max-batches-per-task 100
+    python -m minbert.train --mode multitask --out runs/rr --epochs 2 --pooling mean
     python -m minbert.train --mode multitask --out runs/rr --epochs 3 --resume
 
 Modes (CS224N default project; Yu et al. 2020 for PCGrad):
@@ -10,7 +9,8 @@ Modes (CS224N default project; Yu et al. 2020 for PCGrad):
              makes one optimizer step per batch (sst, quora, sts, sst, quora, sts, ...).
   pcgrad     each round takes one batch per task (same batch size), one forward per task,
              `minbert.pcgrad.pcgrad_backward` on the shared encoder, ONE step per round.
-`encoder` is "finetune" (every weight trains) or "frozen" (the heads alone; heads.py).
+`encoder` is "finetune" (every weight trains) or "frozen" (the heads alone, on vectors
+encoded once: frozen.py).
 
 An epoch is R rounds, R = the length of the SHORTEST task loader (capped by
 `max_batches_per_task`): every task gets the same number of steps, no loader is cycled,
@@ -23,14 +23,13 @@ T gradients are taken one step apart. "train" metrics are those of the training 
 seen (dropout on): free, where re-scoring the train set would cost an epoch of forwards.
 
 Outputs in `out_dir` (each written atomically, minbert.files; out_dir=None writes nothing):
-  checkpoint.pt  every epoch end: model, optimizer, RNG states, epoch, history, config;
-                 loads with torch.load(..., weights_only=True).
+  checkpoint.pt  every epoch end (checkpoints.py; loads with weights_only=True).
   history.json   per epoch: train loss + metric and dev metric per task, conflict, wall time.
   metrics.json   final dev metrics + the config (no times: same seed -> same file).
   dev-predictions-{task}.tsv   id, pred, gold.
   {sst,para,sts}-{split}-output.csv   CS224N leaderboard files (`write_predictions`).
-`run(..., resume=True)` continues from checkpoint.pt; a run killed after epoch k and
-resumed ends with the same metrics and history (wall times aside) as one never killed.
+`run(..., resume=True)` continues from checkpoint.pt: a run killed after epoch k and resumed
+ends with the same metrics and history (wall times aside) as one never killed.
 """
 from __future__ import annotations
 
@@ -49,8 +48,9 @@ from . import data, predictions
 from .config import add_fields, check_choice, from_args
 from .checkpoints import resume_from, save_checkpoint, seed_everything
 from .files import write_json
+from .frozen import FeatureCache
 from .heads import ENCODER_MODES, MultitaskBERT
-from .metrics import METRIC, EpochScores, metric
+from .metrics import EpochScores
 from .optimizer import AdamW
 from .pcgrad import REDUCTIONS, ConflictLog, GradientBuffer, pcgrad_backward
 from .predictions import to_device
@@ -85,6 +85,7 @@ class TrainConfig:
     pooling: str = "pooler"              # pooler | mean: the vector the heads read
     sts_loss: str = "mse"                # mse | cosine_mse | cosine_embedding
     log_conflict: bool = True
+    cache_frozen: bool = True            # frozen encoder: encode each example once (frozen.py)
     device: str = "cpu"
 
     def resolved(self) -> "TrainConfig":
@@ -221,16 +222,6 @@ def pcgrad_round(model, optimizer, batches, config, epoch, step, seen, log, buff
     return step
 
 
-def evaluate(model, loaders: dict, device="cpu") -> tuple[dict, dict]:
-    """-> ({task: {metric: value}}, {task: (ids, preds, golds)})."""
-    scores, preds = {}, {}
-    for t, loader in loaders.items():
-        ids, p, g = predictions.predict_loader(model, t, loader, device)
-        scores[t] = {METRIC[t]: metric(t, p, g)}
-        preds[t] = (ids, p, g)
-    return scores, preds
-
-
 def write_predictions(model, tokenizer, config: TrainConfig, out_dir, split="test") -> list[Path]:
     """CS224N leaderboard files for `split` ("test" reads the *-test-student.csv files)."""
     config = config.resolved()
@@ -247,7 +238,8 @@ def write_predictions(model, tokenizer, config: TrainConfig, out_dir, split="tes
     return written
 
 
-RESUME_MAY_DIFFER = ("epochs", "device")  # a finished run may be continued for more epochs
+# a finished run may be continued for more epochs; caching does not change what is computed
+RESUME_MAY_DIFFER = ("epochs", "device", "cache_frozen")
 
 
 def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool = True,
@@ -263,6 +255,10 @@ def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool 
     optimizer = make_optimizer(model, config)
     dev_loaders = task_loaders(dev_ex, tokenizer, config, train=False)
     train_loaders = task_loaders(train_ex, tokenizer, config, train=True)
+    if config.encoder == "frozen" and config.cache_frozen:
+        cache = FeatureCache(model, config.device)
+        train_loaders = {t: cache.loader(t, ld) for t, ld in train_loaders.items()}
+        dev_loaders = {t: cache.loader(t, ld) for t, ld in dev_loaders.items()}
     history, start = resume_from(out / "checkpoint.pt", model, optimizer, asdict(config),
                                  RESUME_MAY_DIFFER, config.device) if resume else ([], 0)
     step, preds, buffer = (history[-1]["steps"] if history else 0), None, GradientBuffer()
@@ -272,7 +268,7 @@ def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool 
             loader.sampler.set_epoch(epoch)
         train, conflict, step = train_epoch(model, optimizer, train_loaders, config, epoch, step,
                                             progress, buffer)
-        dev, preds = evaluate(model, dev_loaders, config.device)
+        dev, preds = predictions.evaluate(model, dev_loaders, config.device)
         history.append({"epoch": epoch + 1, "steps": step, "train": train, "dev": dev,
                         **({"conflict": conflict} if conflict is not None else {}),
                         "wall_time_s": time.perf_counter() - t0})
@@ -288,7 +284,7 @@ def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool 
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history)
     if preds is None:  # resumed a finished run (or epochs=0): score the dev set again
-        dev, preds = evaluate(model, dev_loaders, config.device)
+        dev, preds = predictions.evaluate(model, dev_loaders, config.device)
     else:
         dev = history[-1]["dev"]
     metrics = {"dev": dev, "epochs": len(history), "steps": step,

@@ -242,13 +242,8 @@ def write_predictions(model, tokenizer, config: TrainConfig, out_dir, split="tes
 RESUME_MAY_DIFFER = ("epochs", "device", "cache_frozen")
 
 
-def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool = True,
-        on_epoch_end=None, predict_test: bool = False) -> dict:
-    """Train, evaluating on dev after every epoch; returns the final metrics dict (as in
-    metrics.json; the history is in history.json and goes to `on_epoch_end`). `on_epoch_end(epoch, history)` is called after each epoch's files are written;
-    `predict_test` also writes the CS224N test files; out_dir=None writes no file at all."""
-    config = config.resolved()
-    out = Path(out_dir) if out_dir is not None else None
+def setup(config: TrainConfig):
+    """Seed, model, optimizer, examples and loaders of a run (cached ones for a frozen encoder)."""
     seed_everything(config.seed)
     model, tokenizer = build_model(config)
     train_ex, dev_ex = load_examples(config)
@@ -259,6 +254,17 @@ def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool 
         cache = FeatureCache(model, config.device)
         train_loaders = {t: cache.loader(t, ld) for t, ld in train_loaders.items()}
         dev_loaders = {t: cache.loader(t, ld) for t, ld in dev_loaders.items()}
+    return model, tokenizer, optimizer, (train_ex, dev_ex), (train_loaders, dev_loaders)
+
+
+def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool = True,
+        on_epoch_end=None, predict_test: bool = False) -> dict:
+    """Train, evaluating on dev after every epoch; returns the final metrics dict (as in
+    metrics.json; the history is in history.json and goes to `on_epoch_end`). `on_epoch_end(epoch, history)` is called after each epoch's files are written;
+    `predict_test` also writes the CS224N test files; out_dir=None writes no file at all."""
+    config = config.resolved()
+    out = Path(out_dir) if out_dir is not None else None
+    model, tokenizer, optimizer, (train_ex, dev_ex), (train_loaders, dev_loaders) = setup(config)
     history, start = resume_from(out / "checkpoint.pt", model, optimizer, asdict(config),
                                  RESUME_MAY_DIFFER, config.device) if resume else ([], 0)
     step, preds, buffer = (history[-1]["steps"] if history else 0), None, GradientBuffer()

@@ -3,6 +3,7 @@
     df = load_results("results")          # one row per result JSON (any preset, any seed)
     print(format_table(summary_table(df)).to_string(index=False))
     error_analysis(df, k=5)               # the most confident wrong predictions per run
+    paired_difference(df, "cpu", 9, 2)    # PCGrad minus the baseline, with a bootstrap CI
 
 SEED_REPORT holds the seed report's own numbers (its results table, as printed; see
 results/README.md for their quirks: dev or test is not said; "Average" is the simple mean;
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import bootstrap
 
 from .data import TASKS
-from .metrics import METRIC, overall, simple_mean
+from .metrics import METRIC, metric, overall, simple_mean
 
 # ../shared/seed-report/results.csv: row -> SST acc, Quora acc, STS r, the report's "Average".
 # None: a number the report does not give.
@@ -118,3 +120,59 @@ def error_analysis(df, k=5) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
+
+
+# ------------------------------------------------------------------ significance
+def _aligned(df, preset, row, base, task):
+    """Per common seed: (gold, pred of row, pred of base) over the dev ids both predicted."""
+    out = []
+    a = df[(df["preset"] == preset) & (df["row"] == row)].set_index("seed")["predictions"]
+    b = df[(df["preset"] == preset) & (df["row"] == base)].set_index("seed")["predictions"]
+    for seed in sorted(set(a.index) & set(b.index)):
+        pa = {p["id"]: p for p in (a[seed] or {}).get(task, [])}
+        pb = {p["id"]: p for p in (b[seed] or {}).get(task, [])}
+        ids = sorted(set(pa) & set(pb))
+        if ids:
+            out.append((np.array([pa[i]["gold"] for i in ids], dtype=float),
+                        np.array([pa[i]["pred"] for i in ids], dtype=float),
+                        np.array([pb[i]["pred"] for i in ids], dtype=float)))
+    return out
+
+
+def _std(x) -> float:
+    return float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+
+
+def paired_difference(df, preset, row, base, tasks=TASKS, n_resamples=2000, seed=0) -> dict:
+    """row minus base: per task (and for the simple mean when all three are given) the
+    difference of the metric per seed, their mean and std, and a 95 % percentile interval
+    from a paired bootstrap over dev examples (scipy.stats.bootstrap): each resample draws
+    the dev examples of a task with replacement, the same examples for both rows and every
+    seed, and the statistic is the difference averaged over the seeds."""
+    per_task = {t: _aligned(df, preset, row, base, t) for t in tasks}
+    if not all(per_task.values()):
+        return {}
+
+    def diff(t, idx):
+        return np.mean([metric(t, pa[idx], g[idx]) - metric(t, pb[idx], g[idx])
+                        for g, pa, pb in per_task[t]])
+
+    out = {}
+    for t in tasks:
+        n = len(per_task[t][0][0])
+        per_seed = [metric(t, pa, g) - metric(t, pb, g) for g, pa, pb in per_task[t]]
+        ci = bootstrap((np.arange(n),), lambda i, t=t: diff(t, i), vectorized=False,
+                       n_resamples=n_resamples, method="percentile", random_state=seed)
+        out[t] = dict(diff=float(np.mean(per_seed)), std=_std(per_seed), seeds=len(per_seed),
+                      per_seed=per_seed,
+                      low=float(ci.confidence_interval.low), high=float(ci.confidence_interval.high))
+    if tuple(tasks) == TASKS:
+        samples = tuple(np.arange(len(per_task[t][0][0])) for t in TASKS)
+        ci = bootstrap(samples, lambda *ix: np.mean([diff(t, i) for t, i in zip(TASKS, ix)]),
+                       vectorized=False, n_resamples=n_resamples, method="percentile",
+                       random_state=seed)
+        per_seed = list(np.mean([out[t]["per_seed"] for t in TASKS], axis=0))
+        out["mean"] = dict(diff=float(np.mean(per_seed)), std=_std(per_seed),
+                           seeds=len(per_seed), per_seed=per_seed, low=float(ci.confidence_interval.low),
+                           high=float(ci.confidence_interval.high))
+    return out

@@ -243,7 +243,7 @@ RESUME_MAY_DIFFER = ("epochs", "device", "cache_frozen")
 
 
 def setup(config: TrainConfig):
-    """Seed, model, optimizer, examples and loaders of a run (cached ones for a frozen encoder)."""
+    """Seed, model, optimizer, examples and loaders of a run (cached for a frozen encoder)."""
     seed_everything(config.seed)
     model, tokenizer = build_model(config)
     train_ex, dev_ex = load_examples(config)

@@ -62,7 +62,8 @@ CASES = {
         }),
         "adamw-ex-optimizer": ("adamw-check-optimizer", {
             "state reset every step": [("if not state:", "if True:")],
-            "one lr for all groups": [("lr=group[\"lr\"]", "lr=self.defaults[\"lr\"]")],
+            "one lr for all groups": [("= group[\"lr\"], group[\"betas\"]",
+                                       "= self.defaults[\"lr\"], group[\"betas\"]")],
         }),
     },
 }

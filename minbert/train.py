@@ -1,7 +1,6 @@
 """Training runs: single-task, round-robin multitask and PCGrad (notebooks 03, 04, 05).
 
-    python -m minbert.train --mode multitask --out runs/rr --epochs 2 --pooling mean
-    python -m minbert.train --mode multitask --out runs/rr --epochs 3 --resume
+    python -m minbert.train --mode multitask --out runs/rr --epochs 2 --pooling mean [--resume]
 
 Modes (CS224N default project; Yu et al. 2020 for PCGrad):
   single     one task; one optimizer step per batch.
@@ -9,8 +8,7 @@ Modes (CS224N default project; Yu et al. 2020 for PCGrad):
              makes one optimizer step per batch (sst, quora, sts, sst, quora, sts, ...).
   pcgrad     each round takes one batch per task (same batch size), one forward per task,
              `minbert.pcgrad.pcgrad_backward` on the shared encoder, ONE step per round.
-`encoder` is "finetune" (every weight trains) or "frozen" (the heads alone, on vectors
-encoded once: frozen.py).
+`encoder`: "finetune" (every weight trains) or "frozen" (the heads alone; frozen.py).
 
 An epoch is R rounds, R = the length of the SHORTEST task loader (capped by
 `max_batches_per_task`): every task gets the same number of steps, no loader is cycled,
@@ -132,10 +130,12 @@ def task_loaders(examples: dict, tokenizer, config: TrainConfig, *, train: bool)
             for t, ex in examples.items()}
 
 
-def build_model(config: TrainConfig):
+def build_model(config: TrainConfig, model_class=MultitaskBERT):
+    """The encoder from config.model / init_from and the heads (model_class: a subclass of
+    MultitaskBERT, e.g. notebook 07's variant with another loss)."""
     bert, tokenizer = load_pretrained(config.init_from or config.model)
     torch.manual_seed(config.seed)  # the heads' initialisation
-    model = MultitaskBERT(bert, dropout=config.dropout, encoder=config.encoder,
+    model = model_class(bert, dropout=config.dropout, encoder=config.encoder,
                           pair_mode=config.pair_mode, sts_loss=config.sts_loss,
                           pooling=config.pooling)
     return model.to(config.device), tokenizer
@@ -242,10 +242,10 @@ def write_predictions(model, tokenizer, config: TrainConfig, out_dir, split="tes
 RESUME_MAY_DIFFER = ("epochs", "device", "cache_frozen")
 
 
-def setup(config: TrainConfig):
+def setup(config: TrainConfig, model_class=MultitaskBERT):
     """Seed, model, optimizer, examples and loaders of a run (cached for a frozen encoder)."""
     seed_everything(config.seed)
-    model, tokenizer = build_model(config)
+    model, tokenizer = build_model(config, model_class)
     train_ex, dev_ex = load_examples(config)
     optimizer = make_optimizer(model, config)
     dev_loaders = task_loaders(dev_ex, tokenizer, config, train=False)
@@ -258,13 +258,15 @@ def setup(config: TrainConfig):
 
 
 def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool = True,
-        on_epoch_end=None, predict_test: bool = False) -> dict:
+        on_epoch_end=None, predict_test: bool = False, model_class=MultitaskBERT) -> dict:
     """Train, evaluating on dev after every epoch; returns the final metrics dict (as in
-    metrics.json; the history is in history.json and goes to `on_epoch_end`). `on_epoch_end(epoch, history)` is called after each epoch's files are written;
-    `predict_test` also writes the CS224N test files; out_dir=None writes no file at all."""
+    metrics.json). `on_epoch_end(epoch, history)` is called after each epoch's files are written;
+    `predict_test` also writes the CS224N test files; out_dir=None writes no file at all;
+    `model_class` replaces MultitaskBERT (build_model)."""
     config = config.resolved()
     out = Path(out_dir) if out_dir is not None else None
-    model, tokenizer, optimizer, (train_ex, dev_ex), (train_loaders, dev_loaders) = setup(config)
+    model, tokenizer, optimizer, (train_ex, dev_ex), (train_loaders, dev_loaders) = setup(
+        config, model_class)
     history, start = resume_from(out / "checkpoint.pt", model, optimizer, asdict(config),
                                  RESUME_MAY_DIFFER, config.device) if resume else ([], 0)
     step, preds, buffer = (history[-1]["steps"] if history else 0), None, GradientBuffer()
@@ -322,8 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                choices={"tasks": data.TASKS, "mode": MODES, "encoder": ENCODER_MODES})
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--predict-test", action="store_true",
-                   help="also write the CS224N *-test-output.csv files")
+    p.add_argument("--predict-test", action="store_true", help="also write CS224N test files")
     p.add_argument("--no-progress", action="store_true")
     return p
 

@@ -24,14 +24,12 @@ def check_choice(name: str, value, choices):
 
 
 def add_fields(parser: argparse.ArgumentParser, cls, choices: dict | None = None,
-               aliases: dict | None = None, skip=()) -> argparse.ArgumentParser:
+               aliases: dict | None = None) -> argparse.ArgumentParser:
     """One flag per field of the dataclass `cls` (defaults from the dataclass). `choices`
     maps a field to its allowed values, `aliases` a field to extra flag names."""
     choices, aliases = choices or {}, aliases or {}
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
         flags = ["--" + f.name.replace("_", "-"), *aliases.get(f.name, ())]
         typ = hints[f.name]
         args = [a for a in typing.get_args(typ) if a is not type(None)]
@@ -47,11 +45,11 @@ def add_fields(parser: argparse.ArgumentParser, cls, choices: dict | None = None
     return parser
 
 
-def from_args(cls, namespace, **extra):
+def from_args(cls, namespace):
     """The dataclass `cls` from parsed arguments (other attributes of the namespace ignored)."""
     values = vars(namespace)
     fields = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
     for k, v in fields.items():
         if isinstance(v, list):
             fields[k] = tuple(v)
-    return cls(**fields, **extra)
+    return cls(**fields)

@@ -178,12 +178,11 @@ def train_row(row, seed, s, runs: Path, out: Path, progress=True) -> dict:
     if ROWS[row].mlm:
         init_from, mlm = run_mlm(ROWS[row].mlm, s, seed, runs, s["train"]["model"])
     config = row_config(row, seed, s, init_from)
-    resumed = (out / "checkpoint.pt").is_file()
-    metrics = T.run(config, out, resume=resumed, progress=progress)
-    model, tok, _ = T.load_run(out, config.device)
-    _, dev = T.load_examples(config)
-    loaders = T.task_loaders(dev, tok, config, train=False)
-    preds = {t: records(model, t, loaders[t], dev[t], config.device) for t in dev}
+    resumed, preds = (out / "checkpoint.pt").is_file(), {}
+
+    def predict(model, loaders, dev):  # the final weights, before train.run lets them go
+        preds.update({t: records(model, t, loaders[t], dev[t], config.device) for t in dev})
+    metrics = T.run(config, out, resume=resumed, progress=progress, on_finish=predict)
     history = json.loads((out / "history.json").read_text())
     return dict(config=config, mlm=mlm, resumed=resumed, history=history,
                 dev=metrics["dev"], predictions=preds)

@@ -98,10 +98,7 @@ class MultitaskBERT(nn.Module):
 
     def pooled(self, batch):
         """The sentence (or joint pair) vector (B, H) the heads read: the pooler output,
-        or with pooling="mean" the mean of the token vectors. A batch that carries
-        "features" (a frozen encoder's cached output, minbert.frozen) skips the encoder."""
-        if "features" in batch:
-            return batch["features"]
+        or with pooling="mean" the mean of the token vectors."""
         mask = batch["attention_mask"]
         out = self.encode(batch["input_ids"], mask, batch.get("token_type_ids"))
         if self.pooling == "mean":
@@ -119,8 +116,6 @@ class MultitaskBERT(nn.Module):
 
     def pair_features(self, batch):
         """(B, H) pooled joint encoding, or (B, 4H) [u, v, |u-v|, u*v] for separate pairs."""
-        if "features" in batch:
-            return batch["features"]
         if self.pair_mode == "joint":
             if "input_ids" not in batch:
                 raise ValueError("pair_mode='joint' needs batches with input_ids "
@@ -130,23 +125,26 @@ class MultitaskBERT(nn.Module):
         return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
 
     def head_input(self, task, batch):
-        """What task's head reads: (B, H) for sst, pair_features for quora and sts."""
+        """What task's head reads: (B, H) for sst, pair_features for quora and sts. A batch
+        that carries "features" (a frozen encoder's cached output, minbert.frozen) has it."""
+        if "features" in batch:
+            return batch["features"]
         return self.pooled(batch) if task == "sst" else self.pair_features(batch)
 
     # --- the three heads (CS224N names) -------------------------------------------
     def predict_sentiment(self, batch):
         """-> (B, 5) logits."""
-        return self.sentiment(self.dropout(self.pooled(batch)))
+        return self.sentiment(self.dropout(self.head_input("sst", batch)))
 
     def predict_paraphrase(self, batch):
         """-> (B,) logit of "is a paraphrase"."""
-        return self.paraphrase(self.dropout(self.pair_features(batch))).squeeze(-1)
+        return self.paraphrase(self.dropout(self.head_input("quora", batch))).squeeze(-1)
 
     def predict_similarity(self, batch):
         """-> (B,) similarity on the 0..5 scale."""
         if self.sts_loss != "mse":
             return losses.predict_similarity_from_cosine(*self.pair_embeddings(batch))
-        x = self.similarity(self.dropout(self.pair_features(batch))).squeeze(-1)
+        x = self.similarity(self.dropout(self.head_input("sts", batch))).squeeze(-1)
         return losses.STS_MAX * torch.sigmoid(x)
 
     # --- losses and predictions ----------------------------------------------------

@@ -15,8 +15,7 @@ its plain gradient.
 
 Reduction: the paper sums the projected rows, so with no conflict PCGrad is exactly the
 summed multitask loss; `reduction="mean"` divides the encoder's step by T, as the
-Pytorch-PCGrad code the seed project used does (benchmarks/README.md and notebook 05 tell
-the story). Only shared parameters are projected: the heads keep their own task's gradient.
+Pytorch-PCGrad code the seed project used does (notebook 05 tells the story). Only shared parameters are projected: the heads keep their own task's gradient.
 
 Implementation: every test and coefficient of the algorithm is a dot product of the
 original rows, so the loop runs on the T x T Gram matrix G G^T (float64) and yields
@@ -180,8 +179,8 @@ def flatten_grads(params, out: Tensor) -> Tensor:
 
 class GradientBuffer:
     """A (rows, P) matrix reused from step to step, owned by whoever trains (one per model,
-    so two models never share gradients). A fresh 90 MB matrix per step costs about as much
-    as the surgery itself on a CPU (benchmarks/README.md)."""
+    so two models never share gradients): no 90 MB allocation per step (benchmarks/README.md
+    lists reusing the buffer among what made a PCGrad step cheap)."""
 
     def __init__(self):
         self.tensor = None

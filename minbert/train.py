@@ -4,10 +4,9 @@
 
 Modes (CS224N default project; Yu et al. 2020 for PCGrad):
   single     one task; one optimizer step per batch.
-  multitask  round-robin: each round takes one batch of every task in `tasks` order and
-             makes one optimizer step per batch (sst, quora, sts, sst, quora, sts, ...).
-  pcgrad     each round takes one batch per task (same batch size), one forward per task,
-             `minbert.pcgrad.pcgrad_backward` on the shared encoder, ONE step per round.
+  multitask  round-robin: each round one batch of every task, one step per batch in turn.
+  pcgrad     each round one batch per task, one forward per task, `pcgrad.pcgrad_backward`
+             on the shared encoder, ONE step per round.
 `encoder`: "finetune" (every weight trains) or "frozen" (the heads alone; frozen.py).
 
 An epoch is R rounds, R = the length of the SHORTEST task loader (capped by
@@ -238,8 +237,7 @@ def write_predictions(model, tokenizer, config: TrainConfig, out_dir, split="tes
     return written
 
 
-# a finished run may be continued for more epochs; caching does not change what is computed
-RESUME_MAY_DIFFER = ("epochs", "device", "cache_frozen")
+RESUME_MAY_DIFFER = ("epochs", "device", "cache_frozen")  # none changes what was computed
 
 
 def setup(config: TrainConfig, model_class=MultitaskBERT):
@@ -258,11 +256,13 @@ def setup(config: TrainConfig, model_class=MultitaskBERT):
 
 
 def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool = True,
-        on_epoch_end=None, predict_test: bool = False, model_class=MultitaskBERT) -> dict:
+        on_epoch_end=None, on_finish=None, predict_test: bool = False,
+        model_class=MultitaskBERT) -> dict:
     """Train, evaluating on dev after every epoch; returns the final metrics dict (as in
-    metrics.json). `on_epoch_end(epoch, history)` is called after each epoch's files are written;
-    `predict_test` also writes the CS224N test files; out_dir=None writes no file at all;
-    `model_class` replaces MultitaskBERT (build_model)."""
+    metrics.json). `on_epoch_end(epoch, history)` runs after each epoch's files are written,
+    `on_finish(model, dev_loaders, dev_examples)` once with the final weights; `predict_test`
+    also writes the CS224N test files; out_dir=None writes no file at all; `model_class`
+    replaces MultitaskBERT (build_model)."""
     config = config.resolved()
     out = Path(out_dir) if out_dir is not None else None
     model, tokenizer, optimizer, (train_ex, dev_ex), (train_loaders, dev_loaders) = setup(
@@ -286,9 +286,7 @@ def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool 
                             asdict(config))
             write_json(out / "history.json", history)
         if progress:
-            print(f"epoch {epoch + 1}: " + ", ".join(
-                f"{t} dev {m}={v:.3f}" for t, d in dev.items() for m, v in d.items())
-                + f" ({history[-1]['wall_time_s']:.0f} s)", flush=True)
+            print(f"epoch {epoch + 1}: dev {dev} ({history[-1]['wall_time_s']:.0f} s)", flush=True)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history)
     if preds is None:  # resumed a finished run (or epochs=0): score the dev set again
@@ -303,6 +301,8 @@ def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool 
         write_json(out / "metrics.json", metrics)
         if predict_test:
             write_predictions(model, tokenizer, config, out, "test")
+    if on_finish is not None:
+        on_finish(model, dev_loaders, dev_ex)
     return metrics
 
 

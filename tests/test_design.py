@@ -45,8 +45,7 @@ def imported_units(source: str, path: Path) -> set:
             else:
                 prefix = node.module or ""
             # `from minbert import files` names a module; `from minbert.data import load` a name
-            whole = prefix in ("minbert", ".".join(here)) and node.module is None \
-                or prefix == "minbert"
+            whole = node.module is None or prefix == "minbert"
             names = [f"{prefix}.{a.name}" for a in node.names] if whole else [prefix]
         for name in names:
             bits = name.split(".")

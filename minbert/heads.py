@@ -218,3 +218,13 @@ class MultitaskBERT(nn.Module):
         if task == "sts" and self.sts_loss != "mse":
             return []  # the cosine losses train the encoder only
         return list(heads[task].parameters())
+
+    def param_groups(self, head_lr=None) -> list[dict]:
+        """Optimizer groups: the trainable encoder weights, then the heads (at `head_lr` if
+        given: at 1e-5 a fresh head needs hundreds of steps to find the encoder's features)."""
+        shared = {id(p) for p in self.shared_parameters()}
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        heads = {"params": [p for p in trainable if id(p) not in shared]}
+        groups = [{"params": [p for p in trainable if id(p) in shared]},
+                  dict(heads, lr=head_lr) if head_lr else heads]
+        return [g for g in groups if g["params"]]

@@ -262,6 +262,9 @@ class ConflictLog:
             n, c, s = self.sums.get(key, (0, 0, 0.0))
             self.sums[key] = (n + 1, c + int(stats["conflict"][(i, j)]), s + cos)
 
+    def reset(self):
+        self.sums = {}
+
     def summary(self) -> dict:
         return {k: {"conflict_rate": c / n, "mean_cosine": s / n}
                 for k, (n, c, s) in self.sums.items()}

@@ -21,25 +21,32 @@ COST = {"round_finetune_8": 1.6, "round_finetune_64": 11.8, "round_frozen_8": 0.
         "mlm_step_4": 1.06}
 
 
+# examples per task (minbert.data: Quora = the package's train / held-out split of quora-dev.csv)
+SIZES = {"train": {"sst": 8544, "quora": 16242, "sts": 6040},
+         "dev": {"sst": 1101, "quora": 3970, "sts": 863}}
+
+
 def estimate_seconds(preset: str, rows=None) -> dict:
     """Rough seconds per row for one seed: rounds x COST per round (scaled by batch size
-    and task count) + dev scoring every epoch and once more for the predictions + MLM."""
+    and task count) + dev scoring at every point and once more for the predictions + MLM."""
     s, out = preset_settings(preset), {}
+    size = lambda split, c, t: getattr(c, f"n_{split}") or SIZES[split][t]  # noqa: E731
     for row in rows or ROWS:
-        if ROWS[row].train is None:  # zero-shot: embed Quora train and every dev set
-            c = s["train"]
-            out[row] = COST["eval_example"] * ((c["n_train"] or 16000) + 3 * (c["n_dev"] or 1500))
+        c = row_config(row, 0, s) if ROWS[row].changes is not None else None
+        if c is None:  # zero-shot: embed Quora train and every dev set
+            c = row_config(2, 0, s)
+            out[row] = COST["eval_example"] * (size("train", c, "quora")
+                                               + sum(size("dev", c, t) for t in c.tasks))
             continue
-        c = row_config(row, 0, s)
-        rounds = -(-(c.n_train or 8000) // c.batch_size) * c.epochs
-        if c.max_batches_per_task:
-            rounds = min(rounds, c.max_batches_per_task * c.epochs)
+        rounds = min(-(-size("train", c, t) // c.batch_size) for t in c.tasks)
+        rounds = min(rounds, c.max_batches_per_task or rounds) * c.epochs
         key = ("round_frozen_8" if c.encoder == "frozen" else "round_pcgrad_8"
                if c.mode == "pcgrad" else "round_separate_8" if c.pair_mode == "separate"
                else "round_finetune_8")
         per_round = COST[key] * c.batch_size / 8 if c.batch_size < 64 else COST["round_finetune_64"]
         sec = rounds * per_round * len(c.tasks) / 3
-        sec += COST["eval_example"] * len(c.tasks) * (c.n_dev or 1500) * (c.epochs + 1)
+        points = c.epochs * c.evals_per_epoch + 1
+        sec += COST["eval_example"] * sum(size("dev", c, t) for t in c.tasks) * points
         if ROWS[row].mlm:
             m = mlm_settings(ROWS[row].mlm, s, 0)
             micro = -(-(m.get("n_texts") or 1707) // m["batch_size"]) * m["epochs"]

@@ -2,8 +2,10 @@
 
     predict_loader(model, task, loader)      -> ids, predictions, golds (eval mode, no grad)
     evaluate(model, {task: loader})          -> dev metrics and the predictions behind them
+    DevCurve(model, loaders, device, history)  train.run's dev evaluations, one point a call
     write_dev_predictions(out_dir, preds)    dev-predictions-{task}.tsv: id, pred, gold
     write_cs224n(path, task, ids, preds)     the CS224N leaderboard file of one task
+    write_predictions(model, tok, config, out_dir, split)   those files for every task of a run
     records(model, task, loader, examples)   every prediction with its sentences, gold label
                                              and confidence (the result JSONs, error analysis)
 
@@ -11,10 +13,13 @@ Predictions are decided in one place, `MultitaskBERT.decide` / `.confidence` (he
 """
 from __future__ import annotations
 
+import time
+import warnings
 from pathlib import Path
 
 import torch
 
+from . import data
 from .files import write_text
 from .heads import MultitaskBERT
 from .metrics import METRIC, metric
@@ -52,6 +57,28 @@ def evaluate(model, loaders: dict, device="cpu") -> tuple[dict, dict]:
     return scores, preds
 
 
+class DevCurve:
+    """The points of a run's train-vs-dev curves (train.train_epoch's `on_point`): each call
+    scores the dev loaders and appends one point to `history` (the train statistics come
+    with the call); `preds` keeps the last point's predictions (at the end: the final
+    weights'). wall_time_s: seconds since the previous point, training included. Scoring
+    leaves the random state as it was, so the number of points does not change the run."""
+
+    def __init__(self, model, dev_loaders, device, history, progress=True):
+        self.scoring, self.history, self.progress = (model, dev_loaders, device), history, progress
+        self.preds, self.t0 = None, time.perf_counter()
+
+    def __call__(self, done, train, conflict, steps):
+        with torch.random.fork_rng(devices=[]):  # a DataLoader iterator draws a seed from the
+            dev, self.preds = evaluate(*self.scoring)  # CPU stream: keep training's untouched
+        self.history.append({"epoch": done, "steps": steps, "train": train, "dev": dev,
+                             **({"conflict": conflict} if conflict is not None else {}),
+                             "wall_time_s": time.perf_counter() - self.t0})
+        self.t0 = time.perf_counter()
+        if self.progress:
+            print(f"epoch {done}: dev {dev} ({self.history[-1]['wall_time_s']:.0f} s)", flush=True)
+
+
 def format_pred(task, p) -> str:
     """repr of the float for sts (it reads back as the same number, so the metric of the
     file equals the reported one exactly), the integer label otherwise."""
@@ -77,6 +104,24 @@ def write_cs224n(path, task, ids, preds) -> Path:
     column = CS224N_OUTPUT[task][1]
     lines = [f"id \t {column} "] + [f"{i} , {format_pred(task, a)} " for i, a in zip(ids, preds)]
     return write_text(path, "\n".join(lines) + "\n")
+
+
+def write_predictions(model, tokenizer, config, out_dir, split="test") -> list[Path]:
+    """The CS224N leaderboard files of `split` for every task of a train.TrainConfig
+    ("test" reads the *-test-student.csv files); a missing split file is skipped, warned."""
+    config = config.resolved()
+    root = data.data_dir(config.data)
+    written = []
+    for t in config.tasks:
+        if not (root / data.FILES[t, split]).is_file():  # e.g. quora-test-student.csv offline
+            warnings.warn(f"{root / data.FILES[t, split]} not found: no {t} {split} predictions")
+            continue
+        loader = data.make_loader(data.load(t, split, root), tokenizer, config.eval_batch_size,
+                                  shuffle=False, max_length=config.max_length,
+                                  pair_mode=config.pair_mode)
+        ids, p, _ = predict_loader(model, t, loader, config.device)
+        written.append(write_cs224n(Path(out_dir) / cs224n_name(t, split), t, ids, p))
+    return written
 
 
 @torch.no_grad()

@@ -18,13 +18,13 @@ Gradient conflict (multitask and pcgrad, T > 1, encoder trained): per task pair,
 of rounds with g_i . g_j < 0 and the mean cosine (`pcgrad.ConflictLog`); in round-robin the
 T gradients are taken one step apart. "train" metrics are those of the training batches as
 seen (dropout on): free, where re-scoring the train set would cost an epoch of forwards.
-
 Outputs in `out_dir` (each written atomically, minbert.files; out_dir=None writes nothing):
   checkpoint.pt  every epoch end (checkpoints.py; loads with weights_only=True).
-  history.json   per epoch: train loss + metric and dev metric per task, conflict, wall time.
+  history.json   per point (`evals_per_epoch` per epoch; "epoch" 0.5, 1, ...): train loss +
+                 metric of the batches since the last point, dev metric, conflict, wall time.
   metrics.json   final dev metrics + the config (no times: same seed -> same file).
   dev-predictions-{task}.tsv   id, pred, gold.
-  {sst,para,sts}-{split}-output.csv   CS224N leaderboard files (`write_predictions`).
+  {sst,para,sts}-{split}-output.csv   CS224N leaderboard files (`predictions.write_predictions`).
 `run(..., resume=True)` continues from checkpoint.pt: a run killed after epoch k and resumed
 ends with the same metrics and history (wall times aside) as one never killed.
 """
@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -75,6 +73,7 @@ class TrainConfig:
     max_length: int = 64
     n_train: int | None = None           # train examples per task (None: all)
     n_dev: int | None = None             # dev examples per task (None: all)
+    evals_per_epoch: int = 1             # dev evaluations (curve points) per epoch, the last at its end
     max_batches_per_task: int | None = None  # caps the rounds of an epoch
     seed: int = 0
     pcgrad_reduction: str = "sum"        # sum (paper) | mean (the seed's code)
@@ -134,22 +133,16 @@ def build_model(config: TrainConfig, model_class=MultitaskBERT):
     MultitaskBERT, e.g. notebook 07's variant with another loss)."""
     bert, tokenizer = load_pretrained(config.init_from or config.model)
     torch.manual_seed(config.seed)  # the heads' initialisation
-    model = model_class(bert, dropout=config.dropout, encoder=config.encoder,
-                          pair_mode=config.pair_mode, sts_loss=config.sts_loss,
-                          pooling=config.pooling)
+    model = model_class(bert, **{k: getattr(config, k) for k in (
+        "dropout", "encoder", "pair_mode", "sts_loss", "pooling")})
     return model.to(config.device), tokenizer
 
 
 def make_optimizer(model, config):
-    """minbert's AdamW. With `head_lr`, the randomly initialised heads get their own
-    learning rate (e.g. 1e-3 while the pretrained encoder gets 5e-5): at 1e-5 a fresh
-    head needs hundreds of steps just to find the encoder's features."""
-    shared = {id(p) for p in model.shared_parameters()}
-    enc = [p for p in model.parameters() if p.requires_grad and id(p) in shared]
-    heads = [p for p in model.parameters() if p.requires_grad and id(p) not in shared]
-    groups = [g for g in ({"params": enc}, {"params": heads, "lr": config.head_lr or config.lr})
-              if g["params"]]
-    return AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    """minbert's AdamW; with `head_lr` the fresh heads get their own learning rate (e.g. 1e-3
+    while the pretrained encoder gets 5e-5: MultitaskBERT.param_groups)."""
+    return AdamW(model.param_groups(config.head_lr), lr=config.lr,
+                 weight_decay=config.weight_decay)
 
 
 # --- training -------------------------------------------------------------------------
@@ -162,8 +155,11 @@ def check_finite(loss, task, step, epoch):
 
 
 def train_epoch(model, optimizer, loaders: dict, config: TrainConfig, epoch: int,
-                step: int, progress=True, buffer: GradientBuffer | None = None):
-    """One epoch (see the module docstring). Returns (train stats, conflict, step).
+                step: int, progress=True, buffer: GradientBuffer | None = None,
+                on_point=None) -> int:
+    """One epoch (see the module docstring); -> the step count. After each 1/evals_per_epoch
+    of its rounds, `on_point(epochs_done, train stats, conflict, step)` gets the statistics of
+    the training batches since the previous point (epochs_done: e.g. 1.5, then 2).
     `buffer` holds the per-task gradient rows of PCGrad and of the conflict log."""
     tasks = list(loaders)
     shared = [p for p in model.shared_parameters() if p.requires_grad]
@@ -174,16 +170,26 @@ def train_epoch(model, optimizer, loaders: dict, config: TrainConfig, epoch: int
     rounds = min(len(loader) for loader in loaders.values())
     if config.max_batches_per_task is not None:
         rounds = min(rounds, config.max_batches_per_task)
+    n = max(1, min(config.evals_per_epoch, rounds))
+    cuts = {-(-rounds * k // n) for k in range(1, n + 1)}  # the rounds that end a point
     iters = {t: iter(loaders[t]) for t in tasks}
     bar = tqdm(range(rounds), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
                leave=False)
-    for _ in bar:
+    for r in bar:
         batches = {t: to_device(next(iters[t]), config.device) for t in tasks}
         one_round = pcgrad_round if config.mode == "pcgrad" else round_robin_round
         step = one_round(model, optimizer, batches, config, epoch, step, seen, log, buffer)
         bar.set_postfix(seen.losses())
+        if r + 1 in cuts and on_point is not None:
+            done = epoch + (r + 1) / rounds
+            on_point(int(done) if done == int(done) else round(done, 3), seen.summary(),
+                     log.summary() if log else None, step)
+            seen = EpochScores(tasks)
+            if log:
+                log.reset()
+            model.train()  # on_point evaluated in eval mode
     bar.close()
-    return seen.summary(), (log.summary() if log else None), step
+    return step
 
 
 def round_robin_round(model, optimizer, batches, config, epoch, step, seen, log, buffer):
@@ -221,22 +227,6 @@ def pcgrad_round(model, optimizer, batches, config, epoch, step, seen, log, buff
     return step
 
 
-def write_predictions(model, tokenizer, config: TrainConfig, out_dir, split="test") -> list[Path]:
-    """CS224N leaderboard files for `split` ("test" reads the *-test-student.csv files)."""
-    config = config.resolved()
-    root = data.data_dir(config.data)
-    written = []
-    for t in config.tasks:
-        if not (root / data.FILES[t, split]).is_file():  # e.g. quora-test-student.csv offline
-            warnings.warn(f"{root / data.FILES[t, split]} not found: no {t} {split} predictions")
-            continue
-        loader = task_loaders({t: data.load(t, split, root)}, tokenizer, config, train=False)[t]
-        ids, p, _ = predictions.predict_loader(model, t, loader, config.device)
-        written.append(predictions.write_cs224n(Path(out_dir) / predictions.cs224n_name(t, split),
-                                                t, ids, p))
-    return written
-
-
 RESUME_MAY_DIFFER = ("epochs", "device", "cache_frozen")  # none changes what was computed
 
 
@@ -258,49 +248,41 @@ def setup(config: TrainConfig, model_class=MultitaskBERT):
 def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool = True,
         on_epoch_end=None, on_finish=None, predict_test: bool = False,
         model_class=MultitaskBERT) -> dict:
-    """Train, evaluating on dev after every epoch; returns the final metrics dict (as in
-    metrics.json). `on_epoch_end(epoch, history)` runs after each epoch's files are written,
-    `on_finish(model, dev_loaders, dev_examples)` once with the final weights; `predict_test`
-    also writes the CS224N test files; out_dir=None writes no file at all; `model_class`
-    replaces MultitaskBERT (build_model)."""
+    """Train, evaluating on dev `evals_per_epoch` times an epoch; -> the final metrics (as in
+    metrics.json). `on_epoch_end(epoch, history)` runs after each epoch's files, `on_finish(
+    model, dev_loaders, dev_examples)` once with the final weights; `predict_test` also writes
+    the CS224N test files; out_dir=None writes nothing; `model_class`: see build_model."""
     config = config.resolved()
     out = Path(out_dir) if out_dir is not None else None
     model, tokenizer, optimizer, (train_ex, dev_ex), (train_loaders, dev_loaders) = setup(
         config, model_class)
     history, start = resume_from(out / "checkpoint.pt", model, optimizer, asdict(config),
                                  RESUME_MAY_DIFFER, config.device) if resume else ([], 0)
-    step, preds, buffer = (history[-1]["steps"] if history else 0), None, GradientBuffer()
+    step, buffer = (history[-1]["steps"] if history else 0), GradientBuffer()
+    curve = predictions.DevCurve(model, dev_loaders, config.device, history, progress)
     for epoch in range(start, config.epochs):
-        t0 = time.perf_counter()
         for loader in train_loaders.values():
             loader.sampler.set_epoch(epoch)
-        train, conflict, step = train_epoch(model, optimizer, train_loaders, config, epoch, step,
-                                            progress, buffer)
-        dev, preds = predictions.evaluate(model, dev_loaders, config.device)
-        history.append({"epoch": epoch + 1, "steps": step, "train": train, "dev": dev,
-                        **({"conflict": conflict} if conflict is not None else {}),
-                        "wall_time_s": time.perf_counter() - t0})
+        step = train_epoch(model, optimizer, train_loaders, config, epoch, step, progress,
+                           buffer, on_point=curve)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             save_checkpoint(out / "checkpoint.pt", model, optimizer, epoch + 1, history,
                             asdict(config))
             write_json(out / "history.json", history)
-        if progress:
-            print(f"epoch {epoch + 1}: dev {dev} ({history[-1]['wall_time_s']:.0f} s)", flush=True)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history)
+    dev, preds = history[-1]["dev"] if history else None, curve.preds
     if preds is None:  # resumed a finished run (or epochs=0): score the dev set again
         dev, preds = predictions.evaluate(model, dev_loaders, config.device)
-    else:
-        dev = history[-1]["dev"]
-    metrics = {"dev": dev, "epochs": len(history), "steps": step,
+    metrics = {"dev": dev, "epochs": history[-1]["epoch"] if history else 0, "steps": step,
                "n_train": {t: len(ex) for t, ex in train_ex.items()},
                "n_dev": {t: len(ex) for t, ex in dev_ex.items()}, "config": asdict(config)}
     if out is not None:
         predictions.write_dev_predictions(out, preds)
         write_json(out / "metrics.json", metrics)
         if predict_test:
-            write_predictions(model, tokenizer, config, out, "test")
+            predictions.write_predictions(model, tokenizer, config, out, "test")
     if on_finish is not None:
         on_finish(model, dev_loaders, dev_ex)
     return metrics

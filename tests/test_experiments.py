@@ -2,6 +2,7 @@
 batches): the result JSON schema, skipping complete runs, notebook 08's readers, and a
 dry run of the `gpu` preset's configs on CPU."""
 import json
+from dataclasses import asdict
 
 import pytest
 
@@ -19,18 +20,43 @@ def _one_thread(one_thread):
     pass
 
 
+# How each row of the seed's table differs from its row 2 (report.txt, written out by hand)
+FROZEN = {"encoder": "frozen", "lr": 1e-3}
+SEED_DIFFS = {1: FROZEN, 9: {"mode": "pcgrad", "pcgrad_reduction": "mean"},
+              10: {"sts_loss": "cosine_mse", "pair_mode": "separate"}, 11: {},
+              12: {"batch_size": 64, "dropout": 0.5}, 13: {"batch_size": 64, "dropout": 0.5}}
+for i, task in enumerate(("sst", "quora", "sts")):
+    SEED_DIFFS[3 + 2 * i] = {"mode": "single", "tasks": (task,), **FROZEN}
+    SEED_DIFFS[4 + 2 * i] = {"mode": "single", "tasks": (task,)}
+
+
 def test_every_row_has_a_config_in_every_preset():
-    assert sorted(E.ROWS) == list(range(14)) and set(R.SEED_REPORT) == set(E.ROWS) - {0}
+    assert sorted(E.ROWS) == list(range(15)) and set(R.SEED_REPORT) == set(E.ROWS) - {0, 14}
     for preset in E.PRESETS:
         s = E.preset_settings(preset)
         for row, r in E.ROWS.items():
-            if r.train is not None:
+            if r.changes is not None:
                 E.row_config(row, 0, s)  # resolves (validates) without error
     gpu = E.row_config(2, 0, E.preset_settings("gpu"))
     assert (gpu.model, gpu.batch_size, gpu.dropout, gpu.epochs, gpu.lr, gpu.max_length,
             gpu.n_train) == ("bert-base-uncased", 8, 0.3, 10, 1e-5, 128, None)
     adj = E.row_config(12, 0, E.preset_settings("gpu"))
     assert (adj.batch_size, adj.dropout) == (64, 0.5)
+    assert 14 not in E.all_rows("gpu") and E.row_config(14, 0, E.preset_settings("gpu")) == gpu
+    # cpu: the course baseline, and each row differs from it as the seed's row from the seed's
+    cpu = E.preset_settings("cpu")
+    base = E.row_config(2, 0, cpu)
+    assert (base.lr, base.head_lr, base.pooling, base.pair_mode, base.batch_size, base.n_train,
+            base.n_dev) == (5e-5, 1e-3, "mean", "separate", 32, None, None)
+    for preset in ("gpu", "cpu"):
+        settings = E.preset_settings(preset)
+        b = asdict(E.row_config(2, 0, settings))
+        for row, want in SEED_DIFFS.items():
+            c = asdict(E.row_config(row, 0, settings))
+            got = {k: v for k, v in c.items() if v != b[k]}
+            assert got == {k: v for k, v in want.items() if b[k] != v}, (preset, row, got)
+    s14 = E.row_config(14, 0, cpu)
+    assert (s14.lr, s14.head_lr, s14.pooling, s14.batch_size) == (1e-5, None, "pooler", 8)
     assert "MLM v2" in E.show("cpu") and plan.estimate_seconds("cpu")[2] > 0
 
 
@@ -52,7 +78,7 @@ def test_run_skip_and_read(tiny, data_root, tmp_path, capsys):
         assert set(p) == {"id", "sentence1", "sentence2", "gold", "pred", "confidence"}
         assert len(r["predictions"]["sst"]) == 16
     r2 = json.loads(files[1].read_text())
-    assert r2["config"]["model"] == str(tiny) and len(r2["history"]) == 1
+    assert r2["config"]["model"] == str(tiny) and len(r2["history"]) == 2
     assert r2["conflict"] and "sst-quora" in r2["conflict"][0]
     assert "threshold" in json.loads(files[0].read_text())["dev"]["quora"]
     mtime = [f.stat().st_mtime_ns for f in files]

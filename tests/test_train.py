@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import dataclasses
 from dataclasses import asdict
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 import transformers
 
 import minbert.train as T
+from minbert import predictions
 from minbert.heads import MultitaskBERT
 
 @pytest.fixture(autouse=True)
@@ -91,6 +93,23 @@ def test_same_seed_same_metrics_and_files(tiny, data_root, tmp_path):
     lines = (tmp_path / "a/dev-predictions-sst.tsv").read_text().splitlines()[1:]
     acc = np.mean([l.split("\t")[1] == l.split("\t")[2] for l in lines])
     assert m1["dev"]["sst"]["acc"] == pytest.approx(acc)
+
+
+def test_intermediate_points_do_not_change_the_run(tiny, data_root, tmp_path):
+    """evals_per_epoch=2 adds a dev point mid-epoch; the oracle is the same run with one point
+    an epoch: scoring dev (no grad, eval mode, no random draws) must not move the training."""
+    c = cfg(tiny, data_root, mode="multitask", n_train={"sst": 32, "quora": 32, "sts": 32})
+    one = T.run(c, tmp_path / "one", progress=False)
+    two = T.run(dataclasses.replace(c, evals_per_epoch=2), tmp_path / "two", progress=False)
+    h1, h2 = read(tmp_path / "one/history.json"), read(tmp_path / "two/history.json")
+    assert [e["epoch"] for e in h2] == [0.5, 1, 1.5, 2] and [e["steps"] for e in h2] == [6, 12, 18, 24]
+    assert two["dev"] == one["dev"] and two["epochs"] == one["epochs"] == 2
+    assert [h2[1]["dev"], h2[3]["dev"]] == [h1[0]["dev"], h1[1]["dev"]]
+    # each point's train numbers cover the batches since the previous point (2 of 4 here)
+    assert all(e["train"][t]["batches"] == 2 for e in h2 for t in ("sst", "quora", "sts"))
+    assert h2[0]["dev"] != h2[1]["dev"]
+    assert (tmp_path / "one/dev-predictions-sts.tsv").read_bytes() == (
+        tmp_path / "two/dev-predictions-sts.tsv").read_bytes()
 
 
 def test_checkpoint_loads_with_weights_only(tiny, data_root, tmp_path):
@@ -193,7 +212,7 @@ def test_pretrain_single_task_and_test_predictions(tiny, data_root, tmp_path):
     assert torch.equal(ck["model"]["bert.encoder.layer.0.attention.self.query.weight"],
                        fresh.state_dict()["encoder.layer.0.attention.self.query.weight"])
     model, tok, config = T.load_run(tmp_path)
-    (path,) = T.write_predictions(model, tok, config, tmp_path, "test")
+    (path,) = predictions.write_predictions(model, tok, config, tmp_path, "test")
     lines = path.read_text().splitlines()
     n_test = sum(1 for _ in open(data_root / "ids-sst-test-student.csv")) - 1
     assert path.name == "sst-test-output.csv" and lines[0] == "id \t Predicted_Sentiment "

@@ -3,11 +3,17 @@
 MINBERT_CI=1  -> CI mode: every notebook shrinks data and steps so it runs under
                  nbval in about a minute on 2 CPU cores. Nothing else differs.
 MINBERT_DATA  -> folder holding the course CSVs (see data/README.md).
+MINBERT_CHECKS=raise|report -> what a failing check cell does (minbert.checks).
+                 report (the default for a student, interactive): it prints its verdict
+                 and returns, so "Run All" runs every later cell. raise (the default under
+                 MINBERT_CI=1; nbval, the grader and `course check` set it): it raises.
 """
 import os
 
 CI_ENV = "MINBERT_CI"
 DATA_ENV = "MINBERT_DATA"
+CHECKS_ENV = "MINBERT_CHECKS"
+CHECK_MODES = ("raise", "report")
 
 
 def ci_mode() -> bool:
@@ -17,3 +23,12 @@ def ci_mode() -> bool:
 def pick(*, student, ci):
     """The CI-mode value in CI, the student value otherwise: `pick(student=2560, ci=32)`."""
     return ci if ci_mode() else student
+
+
+def checks_raise() -> bool:
+    """True when a failing check must raise: MINBERT_CHECKS=raise, or unset in CI mode."""
+    mode = os.environ.get(CHECKS_ENV, "").strip().lower()
+    if mode and mode not in CHECK_MODES:
+        raise ValueError(f"{CHECKS_ENV}={os.environ[CHECKS_ENV]!r}: expected one of "
+                         f"{', '.join(CHECK_MODES)} (or unset)")
+    return mode == "raise" if mode else ci_mode()

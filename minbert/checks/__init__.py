@@ -13,9 +13,12 @@ A check cell is one call, `check_attention(my_attention)`; its hidden variant (o
 arguments, or `hidden=True`) sits in the cell's HIDDEN CHECKS block. Each check runs the
 learner's function on fresh, seeded inputs against an independent oracle (torch,
 transformers, sentence-transformers, numpy, a value worked out by hand; never minbert's own
-code, so a bug shared by the package and a solution cannot hide) and raises AssertionError
-with a message meant for the learner; an exercise still raising NotImplementedError fails
-with "exercise not done yet" (`_common._call`).
+code, so a bug shared by the package and a solution cannot hide) and fails with a message
+meant for the learner; an exercise still raising NotImplementedError fails with "exercise
+not done yet" (`_common._call`). Every check prints its verdict line (`✓ check_x(fn):
+passed` / `✗ check_x(fn): FAILED: why`); a failure raises AssertionError only with
+MINBERT_CHECKS=raise or under MINBERT_CI=1, and otherwise (a student's kernel) returns,
+so "Run All" runs every later cell (`_common.verdict`, `minbert.env.checks_raise`).
 """
 from .adamw import HAND_EXAMPLE, check_adamw_optimizer, check_adamw_step
 from .attention import (check_attention, check_bert_forward, check_bert_layer, check_merge_heads,

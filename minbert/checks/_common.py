@@ -3,13 +3,48 @@
 A check calls the learner's function on fresh, seeded inputs and compares it with an
 independent oracle (torch, transformers, sentence-transformers, numpy, a hand-computed
 value; never minbert's own code, so a bug shared by the package and a solution cannot
-hide). It raises AssertionError with a message meant for the learner, so nbval and the
-grader see a failed cell; an exercise still raising NotImplementedError fails with
-"exercise not done yet".
+hide). It raises AssertionError with a message meant for the learner; an exercise still
+raising NotImplementedError fails with "exercise not done yet".
+
+Every public check is wrapped by `verdict`, which prints one line naming the check and its
+outcome (✓ passed / ✗ failed: reason). What a failure does next is minbert.env's switch:
+in student mode (interactive, the default) the check returns after printing, so "Run All"
+runs every later cell; with MINBERT_CHECKS=raise, or under MINBERT_CI=1 (nbval, the grader),
+it re-raises, so the cell fails.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
+
+from ..env import checks_raise
+
+PASS, FAIL = "\u2713", "\u2717"  # ✓ ✗
+
+
+def _label(check, args) -> str:
+    """check_attention(my_attention): the check and the learner's function it was given."""
+    fn = getattr(args[0], "__name__", None) if args else None
+    return f"{check.__name__}({fn})" if fn else check.__name__
+
+
+def verdict(check):
+    """Print the check's verdict; on a failure re-raise only when checks_raise()."""
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        label = _label(check, args)
+        try:
+            result = check(*args, **kwargs)
+        except Exception as e:  # a crash inside the check is a failed check too
+            reason = str(e) if isinstance(e, AssertionError) else f"{type(e).__name__}: {e}"
+            print(f"{FAIL} {label}: FAILED: {reason}", flush=True)
+            if checks_raise():
+                raise
+            return None
+        print(f"{PASS} {label}: passed", flush=True)
+        return result
+    return wrapper
 
 
 def _call(fn, *args, _name=None, **kwargs):

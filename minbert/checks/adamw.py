@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from ._common import _call, _close, _generator, _tensor
+from ._common import _call, _close, _generator, _tensor, verdict
 
 __all__ = ["HAND_EXAMPLE", "check_adamw_step", "check_adamw_optimizer"]
 
@@ -65,6 +65,7 @@ def _run_steps(fn, p0, grads, hyper):
     return out
 
 
+@verdict
 def check_adamw_step(fn, *, hidden=False):
     """fn(p, g, m, v, t, *, lr, betas, eps, weight_decay, correct_bias) -> (p, m, v).
     Visible: the hand-worked HAND_EXAMPLE. hidden=True: no bias correction, with weight
@@ -93,6 +94,7 @@ def check_adamw_step(fn, *, hidden=False):
                    "update: p <- p - lr * weight_decay * p")
 
 
+@verdict
 def check_adamw_optimizer(cls, *, steps=3, seed=0):
     """cls(params, lr, betas, eps, weight_decay, correct_bias) a torch.optim.Optimizer.
     Two parameters in two param groups (different lr and weight decay), fixed gradients,

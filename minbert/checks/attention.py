@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import _call, _close, _generator, _tensor
+from ._common import _call, _close, _generator, _tensor, verdict
 
 __all__ = ["check_attention", "check_padding_mask", "check_split_heads", "check_merge_heads",
            "check_bert_layer", "check_bert_forward"]
@@ -26,6 +26,7 @@ def _additive(mask01, dtype):
     return torch.zeros(mask01.shape, dtype=dtype).masked_fill(mask01 == 0, torch.finfo(dtype).min)[:, None, None, :]
 
 
+@verdict
 def check_attention(fn, *, batch=2, heads=3, seq=5, head_size=8, dtype=torch.float32, seed=0):
     """fn(query, key, value, mask=None) -> (context, probs), inputs (batch, heads, seq, head_size),
     mask additive (batch, 1, 1, seq). Oracle: torch's scaled_dot_product_attention with a
@@ -53,6 +54,7 @@ def check_attention(fn, *, batch=2, heads=3, seq=5, head_size=8, dtype=torch.flo
         _close(ctx, want_ctx, f"context {name}", atol, "context = probs @ value.")
 
 
+@verdict
 def check_padding_mask(fn, *, batch=4, seq=7, dtype=torch.float32, seed=0):
     """fn(attention_mask (batch, seq) of 0/1, dtype) -> additive (batch, 1, 1, seq) mask.
     Oracle: attention with it must equal sdpa with the boolean mask."""
@@ -74,6 +76,7 @@ def check_padding_mask(fn, *, batch=4, seq=7, dtype=torch.float32, seed=0):
     _close(got, want, "attention with your mask", 1e-5)
 
 
+@verdict
 def check_split_heads(fn, *, batch=2, seq=5, num_heads=3, head_size=4, seed=0):
     """fn(x (batch, seq, heads*head_size), num_heads) -> (batch, heads, seq, head_size).
     Oracle: head i is the i-th block of head_size columns, cut out by slicing."""
@@ -86,6 +89,7 @@ def check_split_heads(fn, *, batch=2, seq=5, num_heads=3, head_size=4, seed=0):
                                     "then swap the seq and heads axes")
 
 
+@verdict
 def check_merge_heads(fn, *, batch=2, seq=5, num_heads=3, head_size=4, seed=0):
     """fn(x (batch, heads, seq, head_size)) -> (batch, seq, heads*head_size).
     Oracle: the heads concatenated along the feature axis with torch.cat."""
@@ -112,6 +116,7 @@ def _hf_layer(hidden, heads, intermediate, eps, dropout, gen):
     return layer
 
 
+@verdict
 def check_bert_layer(fn, *, batch=2, seq=6, hidden=32, num_heads=4, intermediate=64,
                      eps=1e-12, dropout_p=0.0, seed=0):
     """fn(hidden_states, mask, params, num_heads, eps, dropout_p) -> (batch, seq, hidden).
@@ -148,12 +153,19 @@ def _pretrained_pair():
 
         from ..pretrained import bundled_path, load_pretrained
         model, tok = load_pretrained("minilm-l6")
-        oracle = transformers.BertModel.from_pretrained(str(bundled_path()),
-                                                        attn_implementation="eager").eval()
+        bars = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar in the cell
+        try:
+            oracle = transformers.BertModel.from_pretrained(str(bundled_path()),
+                                                            attn_implementation="eager").eval()
+        finally:
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
         _ORACLE.update(model=model, oracle=oracle, tok=tok)
     return _ORACLE["model"], _ORACLE["oracle"], _ORACLE["tok"]
 
 
+@verdict
 def check_bert_forward(fn, sentences, *, atol=1e-5):
     """fn(model, input_ids, attention_mask, token_type_ids) -> (last_hidden_state, pooler_output)
     on the bundled MiniLM, against transformers' BertModel on a padded batch of `sentences`.

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from ._common import _call, _generator
+from ._common import _call, _generator, verdict
 
 __all__ = ["check_mean_pool", "check_cosine_mse"]
 
@@ -25,6 +25,7 @@ def _padded_states(seed):
     return hidden, mask
 
 
+@verdict
 def check_mean_pool(fn, *, hidden=False, seed=0):
     """fn(last_hidden_state (B, T, H), attention_mask (B, T)) -> (B, H). Visible: against
     Pooling(mean). hidden=True: a hand-worked example, and extra padding changes nothing."""
@@ -61,6 +62,7 @@ def _oracle_loss(u, v, score):
     return CosineSimilarityLoss(_GivenEmbeddings())([{"embedding": u}, {"embedding": v}], score / 5)
 
 
+@verdict
 def check_cosine_mse(fn, *, hidden=False, seed=0):
     """fn(u (B, H), v (B, H), score_0_5 (B,)) -> scalar mean of (cos - score / 5)^2. Visible:
     against CosineSimilarityLoss. hidden=True: a hand-worked example, and the gradients with

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._common import _call, _generator, _pair
+from ._common import _call, _generator, _pair, verdict
 
 __all__ = ["check_sentiment_head", "check_paraphrase_head", "check_similarity_head"]
 
@@ -27,6 +27,7 @@ def _run(fn, what, *args):
     return _pair(_call(fn, *args), what)
 
 
+@verdict
 def check_sentiment_head(fn, *, seed=1):
     """fn(pooled, weight (5, H), bias (5,), labels (B,) ints) -> (logits (B, 5), mean loss)."""
     x, W, b = _inputs(seed, 5)
@@ -62,6 +63,7 @@ def _one_output_head(fn, seed, labels, what, name, want_of, formula):
     return (x, W, b), want, loss
 
 
+@verdict
 def check_paraphrase_head(fn, *, seed=2):
     """fn(pooled, weight (1, H), bias (1,), labels (B,) 0./1.) -> (logit (B,), mean BCE)."""
     y = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
@@ -80,6 +82,7 @@ def check_paraphrase_head(fn, *, seed=2):
         f"hand-computed example: expected 2.12693, got {hand.item():.5f}"
 
 
+@verdict
 def check_similarity_head(fn, *, seed=3):
     """fn(pooled, weight (1, H), bias (1,), labels (B,) in 0..5) -> (5 sigmoid(z) (B,), MSE)."""
     y = torch.tensor([0.0, 5.0, 2.4, 3.2, 1.0, 4.6])

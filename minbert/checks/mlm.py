@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import _call, _generator, _pair
+from ._common import _call, _generator, _pair, verdict
 
 __all__ = ["check_mask_tokens", "check_mlm_head"]
 
@@ -30,9 +30,10 @@ def _padded_rows(gen, rows, seq):
     return ids, attn
 
 
+@verdict
 def check_mask_tokens(fn, *, rows=400, seq=512, seed=0):
     """fn(input_ids, attention_mask, special_ids, vocab_size, mask_token_id, generator)
-    -> (masked_input_ids, labels). Returns the measured (share chosen, [MASK], random, kept)."""
+    -> (masked_input_ids, labels). Prints the measured shares (chosen, [MASK], random, kept)."""
     ids, attn = _padded_rows(_generator(seed), rows, seq)
     orig = ids.clone()
     special = [PAD, UNK, CLS, SEP, MASK]
@@ -53,6 +54,8 @@ def check_mask_tokens(fn, *, rows=400, seq=512, seed=0):
     to_mask = (masked[chosen] == MASK).sum().item() / n
     kept = (masked[chosen] == ids[chosen]).sum().item() / n
     random = 1 - to_mask - kept
+    print(f"chosen {100 * share:.2f}%: [MASK] {100 * to_mask:.2f}%, random {100 * random:.2f}%, "
+          f"unchanged {100 * kept:.2f}% (expected 15%: 80 / 10 / 10, each within 1 point)")
     assert abs(share - 0.15) < 0.01, f"{100 * share:.1f}% of the eligible tokens chosen, expected 15%"
     assert abs(to_mask - 0.8) < 0.01, f"{100 * to_mask:.1f}% of the chosen became [MASK], expected 80%"
     assert abs(random - 0.1) < 0.01, f"{100 * random:.1f}% of the chosen became a random id, expected 10%"
@@ -60,9 +63,9 @@ def check_mask_tokens(fn, *, rows=400, seq=512, seed=0):
     again = _pair(_call(fn, ids, attn, special, VOCAB_SIZE, MASK, _generator(1)), what)
     assert torch.equal(again[0], masked) and torch.equal(again[1], labels), \
         "the same generator seed must give the same masks: draw everything from `generator`"
-    return share, to_mask, random, kept
 
 
+@verdict
 def check_mlm_head(fn, *, vocab=50, hidden=16, seed=0):
     """fn(hidden_states, dense, layer_norm, word_embeddings, bias) -> (B, T, V) logits,
     against transformers' BertLMPredictionHead holding the same (random) weights."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._common import _call, _generator
+from ._common import _call, _generator, verdict
 
 __all__ = ["check_project_conflicting"]
 
@@ -41,6 +41,7 @@ def _err(got, G, orders):
     return np.abs(got.double().numpy() - _reference(G, orders)).max()
 
 
+@verdict
 def check_project_conflicting(fn, *, hidden=False, seed=5):
     """Visible: three conflicting rows against the reference, input left unchanged.
     hidden=True: a hand-worked pair, no conflict, a zero row, four tasks."""

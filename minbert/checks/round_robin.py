@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import _call
+from ._common import _call, verdict
 
 __all__ = ["check_round_robin"]
 
@@ -49,6 +49,7 @@ def expected_steps(batches, rounds):
             for r in range(rounds) for t in batches]
 
 
+@verdict
 def check_round_robin(fn, batches=None, rounds=2):
     """fn(model, loaders, optimizer, rounds) -> {task: [loss of each batch, as floats]}.
     `batches`: {task: [x of each batch]} (default BATCHES), tasks in turn in this order."""

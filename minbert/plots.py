@@ -2,6 +2,8 @@
 
     plot_history(history)               one run: per task, train (dashed) vs dev (solid)
     plot_conflict_history(history)      one run: conflict rate and mean cosine per task pair
+    plot_figure1(history, title)        the seed's Figure 1: one model, large, labelled
+    plot_overview(df, preset)           every row at README width: dev curves per task, gap
     plot_curves(df) / plot_conflicts(df)   every run of a results table, as a grid
     python -m minbert.plots curves RUN_DIR [RUN_DIR ...] -o fig.png
 
@@ -110,10 +112,58 @@ def plot_curves(df, path=None):
     return _save(fig, path)
 
 
+def plot_figure1(history: list, title: str, path=None, note: str = ""):
+    """The seed's Figure 1 for one run: per task, train and dev metric at every point, big
+    enough to read (1,500 px wide at 100 dpi); `note` says what the dev points are."""
+    tasks = [t for t in TASKS if t in history[0]["dev"]]
+    fig, axes = _axes(len(tasks), None, width=5.0, height=4.2)
+    plot_history(history, axes=axes, tasks=tasks)
+    for ax, t in zip(axes, tasks):
+        ax.set_title(f"{t}: train vs dev {METRIC[t]}", fontsize=11)
+        ax.legend(fontsize=9, loc="best")
+    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=12)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_overview(df, preset, path=None, seed=0):
+    """Every trained row of a preset at README width (1,560 px): one panel per task with each
+    row's dev curve (seed `seed`), then the final train - dev gap per row and task; the
+    legend sits below the panels, off the data."""
+    runs = df[(df["preset"] == preset) & (df["seed"] == seed)] if len(df) else df
+    runs = runs[[bool(h) for h in runs["history"]]] if len(runs) else runs
+    fig, axes = plt.subplots(1, 4, figsize=(15.6, 4.6))
+    cmap = matplotlib.colormaps["tab20"]
+    for k, (_, r) in enumerate(runs.iterrows()):
+        h = r["history"]
+        for ax, t in zip(axes, TASKS):
+            if t in h[0]["dev"]:
+                ax.plot([e["epoch"] for e in h], [e["dev"][t][METRIC[t]] for e in h], "-o",
+                        ms=2.5, color=cmap(k % 20), label=f"{r['row']} {r['name']}")
+    for ax, t in zip(axes, TASKS):
+        ax.set(title=f"dev {t} {METRIC[t]} ({preset}, seed {seed})", xlabel="epoch")
+    gaps = [(f"{r['row']}", {t: r["history"][-1]["train"][t][METRIC[t]]
+                             - r["history"][-1]["dev"][t][METRIC[t]]
+                             for t in TASKS if t in r["history"][-1]["dev"]})
+            for _, r in runs.iterrows()]
+    for j, t in enumerate(TASKS):
+        xs = [i + (j - 1) * 0.27 for i, (_, g) in enumerate(gaps) if t in g]
+        axes[3].bar(xs, [g[t] for _, g in gaps if t in g], width=0.27, color=COLORS[t], label=t)
+    axes[3].axhline(0, color="grey", lw=0.5)
+    axes[3].set(title="final train - dev gap", xlabel="row", xticks=range(len(gaps)),
+                xticklabels=[name for name, _ in gaps])
+    axes[3].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8) or 1, fontsize=8)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    return _save(fig, path)
+
+
 def plot_conflicts(df, path=None, cols: int = 4):
-    """Per run that logged it, the conflict rate per task pair over epochs, as a grid."""
+    """Per run that logged it, the conflict rate per task pair over epochs, as a grid
+    (4 columns: 1,560 px wide at 100 dpi)."""
     runs = df[[bool(c) for c in df["conflict"]]] if len(df) else df
-    fig, axes = _axes(max(len(runs), 1), None, cols=cols)
+    fig, axes = _axes(max(len(runs), 1), None, width=3.9, cols=cols)
     for ax, (_, r) in zip(axes, runs.iterrows()):
         epochs = [c["epoch"] for c in r["conflict"]]
         for pair in (k for k in r["conflict"][0] if k != "epoch"):

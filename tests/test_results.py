@@ -38,3 +38,50 @@ def test_paired_difference_by_hand():
     # the same seed draws the same interval; a row missing gives no comparison
     assert R.paired_difference(df, "p", 1, 0, n_resamples=500) == d
     assert R.paired_difference(df, "p", 1, 7) == {}
+
+
+def test_bootstrap_metric_matches_scipy_and_accuracy_by_hand():
+    rng = np.random.default_rng(1)
+    pred, gold = rng.normal(size=(3, 50)), rng.normal(size=(3, 50))
+    r = R._metric_along("sts", pred, gold)
+    assert r == pytest.approx([pearsonr(p, g)[0] for p, g in zip(pred, gold)], abs=1e-12)
+    acc = R._metric_along("sst", np.array([[1, 2, 3, 4]]), np.array([[1, 2, 0, 0]]))
+    assert acc.tolist() == [0.5]
+
+
+def test_significance_table_and_pcgrad_verdict():
+    rows = []
+    for seed in (0, 1, 2):  # row 9 right on 30 of 40 SST examples where row 2 is on 10
+        rows.append(run(9, seed, [(1, 1)] * 30 + [(1, 0)] * 10, [(1, 1)] * 40,
+                        [(i, i) for i in range(40)]))
+        rows.append(run(2, seed, [(1, 1)] * 10 + [(1, 0)] * 30, [(1, 1)] * 40,
+                        [(i, i) for i in range(40)]))
+    df = pd.DataFrame(rows)
+    for t in ("sst", "quora", "sts"):
+        df[t] = 0.5
+    df["name"] = df["row"].map({9: "pcgrad", 2: "multitask-finetune"})
+    sig = R.significance_table(df, "p", n_resamples=300)
+    assert list(sig["metric"]) == ["sst", "quora", "sts", "mean"]
+    sst = sig[sig["metric"] == "sst"].iloc[0]
+    assert sst["diff"] == pytest.approx(0.5) and sst["significant"] and sst["seeds"] == 3
+    assert not sig[sig["metric"] == "quora"].iloc[0]["significant"]  # identical: 0 in [0, 0]
+    words = R.pcgrad_verdict(sig)
+    assert "+0.167" in words and "PCGrad is better" in words and "holds here" in words
+    flipped = sig.assign(diff=-sig["diff"], low=-sig["high"], high=-sig["low"])
+    assert "does not hold" in R.pcgrad_verdict(flipped) and "worse" in R.pcgrad_verdict(flipped)
+    assert "not run" in R.pcgrad_verdict(sig.iloc[0:0])
+
+
+def test_error_kinds_on_the_seed_table_1():
+    """The seed's Table 1 (report.txt), one pair per kind, classified as the report reads them."""
+    table1 = [("Why do I need a passport to go to Jamaica from Honduras?",
+               "Why do I need a passport to go to Jamaica from Germany?", "shared phrase"),
+              ("Which are the worst Bollywood movies of 2016?",
+               "Which are the best Bollywood movies in 2016?", "antonym swap"),
+              ("What is a civil war?",
+               "What is your review of Captain America: Civil War (2016 movie)?", "topic overlap")]
+    for s1, s2, kind in table1:
+        assert R.error_kind(s1, s2) == kind, (s1, s2)
+    assert R.error_kind("How old are you?", "Where is Paris?") == "other"
+    assert R.overlap("a b c", "a b d") == pytest.approx(2 / 4)
+    assert R.longest_shared_run("x a b c y".split(), "a b c z".split()) == 3

@@ -26,13 +26,46 @@ def test_environment_yml_names_the_pyproject_packages():
     assert "python=3.11" in (ROOT / "environment.yml").read_text()
 
 
-def test_ci_runs_the_readme_commands():
+TEST_COMMAND = "MINBERT_CI=1 python -m pytest --nbval-lax tests notebooks"
+
+
+def recipe(target: str) -> list[str]:
+    """The command lines of one Makefile target."""
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}:"))
+    out = []
+    for line in lines[start + 1:]:
+        if not line.startswith("\t"):
+            break
+        out.append(line.strip())
+    return out
+
+
+def test_readme_starts_with_two_commands_and_ci_runs_the_test_one():
     readme = (ROOT / "README.md").read_text()
+    setup = readme[readme.index("## Set up"):readme.index("## Get the data")]
+    assert re.search(r"```bash\nmake lab\s.*?\nmake test\s", setup, re.S), \
+        "README's set-up should show `make lab` and `make test` in one block"
     ci = (ROOT / ".ci/run").read_text()
-    for block in ("install", "test"):
-        cmds = re.search(rf"# --- README: {block} ---\n(.*?)# --- end {block} ---", ci, re.S).group(1)
-        for cmd in filter(None, (c.strip() for c in cmds.splitlines())):
-            assert cmd in readme, f".ci/run runs {cmd!r}, which the README does not say"
+    block = re.search(r"# --- README: test ---\n(.*?)# --- end test ---", ci, re.S).group(1)
+    assert block.strip() == "make test"
+    assert re.search(r"^rm -rf \.venv", ci, re.M), "CI proves the README from a fresh environment"
+    assert re.search(r"^apt-get install -y --no-install-recommends .*\bchromium\b.*\bbubblewrap\b",
+                     ci, re.M)
+
+
+def test_make_targets_run_the_documented_commands():
+    assert recipe("test") == [TEST_COMMAND + " $(PYTEST_ARGS)"]
+    assert TEST_COMMAND in (ROOT / "README.md").read_text()
+    assert recipe("lab") == ["jupyter lab notebooks/ $(LAB_ARGS)"]
+    assert recipe("check") == ["python -m minbert.course check notebooks/$(NB)*.ipynb"]
+    install = recipe("$(STAMP)")
+    assert install[1:3] == ["python -m pip install -q $(TORCH)",
+                            'python -m pip install -q -e ".[dev]"'], "torch first, then the package"
+    results_readme = (ROOT / "results" / "README.md").read_text()
+    runs = [c for c in recipe("results") if c.startswith("python")]
+    assert runs and all(c in results_readme for c in runs), \
+        "make results should run exactly the commands of results/README.md"
 
 
 def test_data_csvs_are_not_committed():

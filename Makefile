@@ -1,0 +1,49 @@
+# The course in two commands (README): `make lab` starts it, `make test` runs the tests.
+# Both create the virtual environment $(VENV) when it is missing (torch first: the pinned CPU
+# wheel; an unpinned torch pulls a multi-GB CUDA build), then the package with its dev
+# extras; once made, it is reused (reinstalled only when pyproject.toml is newer).
+#
+#   make lab                    JupyterLab on notebooks/ (LAB_ARGS="--port=8899 --no-browser")
+#   make test                   the unit tests and every notebook under nbval, in CI mode
+#   make results                the results table again, as results/README.md says (long)
+#   make check NB=01            a student's score: the visible checks of notebooks/01_*.ipynb
+#
+# Variables: PYTHON (makes the venv), VENV, TORCH (e.g. TORCH="torch --index-url
+# https://download.pytorch.org/whl/cpu" where PyPI serves CUDA builds), LAB_ARGS, PYTEST_ARGS.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+LAB_ARGS ?=
+PYTEST_ARGS ?=
+NB ?= 01
+
+STAMP := $(VENV)/.minbert-installed
+# recipes run the venv's python, pip and jupyter, as after `. $(VENV)/bin/activate`
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
+
+.PHONY: env lab test results check
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	python -m pip install -q $(TORCH)
+	python -m pip install -q -e ".[dev]"
+	touch $@
+
+lab: $(STAMP)
+	jupyter lab notebooks/ $(LAB_ARGS)
+
+test: $(STAMP)
+	MINBERT_CI=1 python -m pytest --nbval-lax tests notebooks $(PYTEST_ARGS)
+
+# the commands of results/README.md (tests/test_layout.py keeps the two the same)
+results: $(STAMP)
+	python -m minbert.experiments run --all --seeds 1 --preset cpu --results results --runs runs/experiments
+	python -m minbert.experiments run --rows 2 4 6 8 9 --seeds 3 --preset cpu --results results --runs runs/experiments
+	python -m minbert.experiments table --results results
+
+check: $(STAMP)
+	python -m minbert.course check notebooks/$(NB)*.ipynb

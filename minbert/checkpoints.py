@@ -19,16 +19,23 @@ import torch
 from .files import write_bytes
 
 
-def save_checkpoint(path, model, optimizer, epoch: int, history: list, config: dict):
+def save_checkpoint(path, model, optimizer, epoch: int, history: list, config: dict,
+                    rng: list | None = None):
+    """rng: [get_rng_state()] of every rank (train.run under torchrun); None: this process's.
+    Rank 0's is "rng"; with several ranks, all of them are "rng_ranks" too."""
+    rng = rng or [get_rng_state()]
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "rng": get_rng_state(), "epoch": epoch, "history": history, "config": config}
+             "rng": rng[0], "epoch": epoch, "history": history, "config": config}
+    if len(rng) > 1:
+        state["rng_ranks"] = rng
     write_bytes(path, writer=lambda f: torch.save(state, f))
 
 
-def resume_from(path, model, optimizer, config: dict, may_differ=(), device="cpu"):
+def resume_from(path, model, optimizer, config: dict, may_differ=(), device="cpu", rank=0):
     """Load a checkpoint into model and optimizer and restore the RNG -> (history, epoch).
     `config` must equal the checkpoint's, except for the fields in `may_differ` (e.g. the
-    number of epochs: a finished run may be continued for more)."""
+    number of epochs: a finished run may be continued for more). `rank`: whose generators
+    to restore, where the checkpoint holds every rank's (save_checkpoint)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: nothing to resume from")
@@ -43,7 +50,7 @@ def resume_from(path, model, optimizer, config: dict, may_differ=(), device="cpu
                          f"(field: (checkpoint, now)): {diff}")
     model.load_state_dict(ck["model"])
     optimizer.load_state_dict(ck["optimizer"])
-    set_rng_state(ck["rng"])
+    set_rng_state(ck["rng_ranks"][rank] if "rng_ranks" in ck else ck["rng"])
     return ck["history"], ck["epoch"]
 
 

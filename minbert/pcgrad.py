@@ -193,7 +193,8 @@ class GradientBuffer:
 
 
 def pcgrad_backward(losses, shared_params, reduction: str = "sum", generator=None,
-                    retain_graph: bool = False, buffer: GradientBuffer | None = None) -> dict:
+                    retain_graph: bool = False, buffer: GradientBuffer | None = None,
+                    reduce_rows=None) -> dict:
     """Backward for a list of task losses with PCGrad on `shared_params`.
 
     One backward per task: the shared gradients of task t are copied into row t of a flat
@@ -205,6 +206,8 @@ def pcgrad_backward(losses, shared_params, reduction: str = "sum", generator=Non
     every head); the training loop makes one forward per task, so each backward frees its own.
     buffer: where the rows live (allocated afresh when None). The shared .grad become views
     of its last row: with a buffer reused across steps, clone a gradient to keep it.
+    reduce_rows: applied in place to the (T, P) rows before the surgery (under torchrun,
+    distributed.mean_rows: the projection must see the gradients averaged over ranks).
     Returns `conflict_stats` of the original rows.
     """
     check_choice("reduction", reduction, REDUCTIONS)
@@ -226,6 +229,8 @@ def pcgrad_backward(losses, shared_params, reduction: str = "sum", generator=Non
             p.grad = None
         loss.backward(retain_graph=retain_graph and t < T - 1)
         flatten_grads(params, rows[t])
+    if reduce_rows is not None:
+        reduce_rows(rows[:T])
 
     out = rows[T] if all(g is None for g in prior) else None
     merged, stats = merge(rows[:T], reduction, generator, out=out)

@@ -64,13 +64,14 @@ class DevCurve:
     weights'). wall_time_s: seconds since the previous point, training included. Scoring
     leaves the random state as it was, so the number of points does not change the run."""
 
-    def __init__(self, model, dev_loaders, device, history, progress=True):
+    def __init__(self, model, dev_loaders, device, history, progress=True, evaluate=evaluate):
         self.scoring, self.history, self.progress = (model, dev_loaders, device), history, progress
+        self.evaluate = evaluate  # or distributed.evaluate: the shards of every rank gathered
         self.preds, self.t0 = None, time.perf_counter()
 
     def __call__(self, done, train, conflict, steps):
         with torch.random.fork_rng(devices=[]):  # a DataLoader iterator draws a seed from the
-            dev, self.preds = evaluate(*self.scoring)  # CPU stream: keep training's untouched
+            dev, self.preds = self.evaluate(*self.scoring)  # CPU stream: keep training's untouched
         self.history.append({"epoch": done, "steps": steps, "train": train, "dev": dev,
                              **({"conflict": conflict} if conflict is not None else {}),
                              "wall_time_s": time.perf_counter() - self.t0})

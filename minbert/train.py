@@ -23,10 +23,10 @@ Outputs in `out_dir` (each written atomically, minbert.files; out_dir=None write
   history.json   per point (`evals_per_epoch` per epoch; "epoch" 0.5, 1, ...): train loss +
                  metric of the batches since the last point, dev metric, conflict, wall time.
   metrics.json   final dev metrics + the config (no times: same seed -> same file).
-  dev-predictions-{task}.tsv   id, pred, gold.
-  {sst,para,sts}-{split}-output.csv   CS224N leaderboard files (`predictions.write_predictions`).
+  dev-predictions-{task}.tsv (id, pred, gold); {sst,para,sts}-{split}-output.csv (CS224N).
 `run(..., resume=True)` continues from checkpoint.pt: a run killed after epoch k and resumed
 ends with the same metrics and history (wall times aside) as one never killed.
+`torchrun --nproc-per-node N -m minbert.train ...`: N ranks, batch_size per rank (distributed.py).
 """
 from __future__ import annotations
 
@@ -40,8 +40,9 @@ import torch
 from tqdm.auto import tqdm
 
 from . import data, predictions
+from . import distributed as D
 from .config import add_fields, check_choice, from_args
-from .checkpoints import resume_from, save_checkpoint, seed_everything
+from .checkpoints import get_rng_state, resume_from, save_checkpoint, seed_everything
 from .files import write_json
 from .frozen import FeatureCache
 from .heads import ENCODER_MODES, MultitaskBERT
@@ -156,11 +157,13 @@ def check_finite(loss, task, step, epoch):
 
 def train_epoch(model, optimizer, loaders: dict, config: TrainConfig, epoch: int,
                 step: int, progress=True, buffer: GradientBuffer | None = None,
-                on_point=None) -> int:
+                on_point=None, forward=None) -> int:
     """One epoch (see the module docstring); -> the step count. After each 1/evals_per_epoch
     of its rounds, `on_point(epochs_done, train stats, conflict, step)` gets the statistics of
-    the training batches since the previous point (epochs_done: e.g. 1.5, then 2).
-    `buffer` holds the per-task gradient rows of PCGrad and of the conflict log."""
+    the training batches since the previous point (epochs_done: e.g. 1.5, then 2). `buffer`
+    holds the per-task gradient rows of PCGrad and of the conflict log; `forward`: the
+    model's forward_loss, or its DDP wrapper (distributed.wrap)."""
+    forward = forward or D.wrap(model, config.mode)
     tasks = list(loaders)
     shared = [p for p in model.shared_parameters() if p.requires_grad]
     log = ConflictLog(shared, tasks, buffer) if (
@@ -176,14 +179,15 @@ def train_epoch(model, optimizer, loaders: dict, config: TrainConfig, epoch: int
     bar = tqdm(range(rounds), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
                leave=False)
     for r in bar:
-        batches = {t: to_device(next(iters[t]), config.device) for t in tasks}
+        batches = D.add_shares({t: to_device(next(iters[t]), config.device) for t in tasks})
         one_round = pcgrad_round if config.mode == "pcgrad" else round_robin_round
-        step = one_round(model, optimizer, batches, config, epoch, step, seen, log, buffer)
+        step = one_round(model, forward, optimizer, batches, config, epoch, step, seen, log,
+                         buffer)
         bar.set_postfix(seen.losses())
         if r + 1 in cuts and on_point is not None:
             done = epoch + (r + 1) / rounds
-            on_point(int(done) if done == int(done) else round(done, 3), seen.summary(),
-                     log.summary() if log else None, step)
+            on_point(int(done) if done == int(done) else round(done, 3),
+                     D.gather_scores(seen).summary(), log.summary() if log else None, step)
             seen = EpochScores(tasks)
             if log:
                 log.reset()
@@ -192,12 +196,13 @@ def train_epoch(model, optimizer, loaders: dict, config: TrainConfig, epoch: int
     return step
 
 
-def round_robin_round(model, optimizer, batches, config, epoch, step, seen, log, buffer):
-    """One optimizer step per task batch, tasks in turn; -> the step count."""
+def round_robin_round(model, forward, optimizer, batches, config, epoch, step, seen, log, buffer):
+    """One optimizer step per task batch, tasks in turn; -> the step count. Under torchrun
+    `forward` is DDP's: backward averages the gradients over ranks."""
     for i, (t, batch) in enumerate(batches.items()):
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        loss, out = model.forward_loss(t, batch)
+        loss, out = forward(t, batch)
         check_finite(loss, t, step, epoch)
         loss.backward()
         if log:
@@ -209,18 +214,21 @@ def round_robin_round(model, optimizer, batches, config, epoch, step, seen, log,
     return step
 
 
-def pcgrad_round(model, optimizer, batches, config, epoch, step, seen, log, buffer):
-    """One forward per task, the surgery on the shared encoder, ONE step; -> the step count."""
+def pcgrad_round(model, forward, optimizer, batches, config, epoch, step, seen, log, buffer):
+    """One forward per task, the surgery on the shared encoder, ONE step; -> the step count.
+    Under torchrun the task rows are averaged over ranks before the surgery, the heads after."""
     optimizer.zero_grad(set_to_none=True)
     step += 1
     losses = []
     for t, batch in batches.items():
-        loss, out = model.forward_loss(t, batch)
+        loss, out = forward(t, batch)
         check_finite(loss, t, step, epoch)
         seen.add(t, loss.item(), MultitaskBERT.decide(t, out), batch["labels"])
         losses.append(loss)
     shared = [p for p in model.shared_parameters() if p.requires_grad]
-    stats = pcgrad_backward(losses, shared, reduction=config.pcgrad_reduction, buffer=buffer)
+    stats = pcgrad_backward(losses, shared, reduction=config.pcgrad_reduction, buffer=buffer,
+                            reduce_rows=D.mean_rows)
+    D.mean_grads(model.parameters(), skip=shared)  # the heads' (the encoder's: in the rows)
     optimizer.step()
     if log:
         log.add(stats)
@@ -231,18 +239,20 @@ RESUME_MAY_DIFFER = ("epochs", "device", "cache_frozen")  # none changes what wa
 
 
 def setup(config: TrainConfig, model_class=MultitaskBERT):
-    """Seed, model, optimizer, examples and loaders of a run (cached for a frozen encoder)."""
+    """Seed, model, optimizer, examples, loaders of a run (this rank's shards; frozen: cached)."""
     seed_everything(config.seed)
     model, tokenizer = build_model(config, model_class)
     train_ex, dev_ex = load_examples(config)
     optimizer = make_optimizer(model, config)
-    dev_loaders = task_loaders(dev_ex, tokenizer, config, train=False)
-    train_loaders = task_loaders(train_ex, tokenizer, config, train=True)
+    whole_dev = task_loaders(dev_ex, tokenizer, config, train=False)
+    dev_loaders = D.shard(whole_dev, dev=True)
+    train_loaders = D.shard(task_loaders(train_ex, tokenizer, config, train=True))
     if config.encoder == "frozen" and config.cache_frozen:
         cache = FeatureCache(model, config.device)
         train_loaders = {t: cache.loader(t, ld) for t, ld in train_loaders.items()}
         dev_loaders = {t: cache.loader(t, ld) for t, ld in dev_loaders.items()}
-    return model, tokenizer, optimizer, (train_ex, dev_ex), (train_loaders, dev_loaders)
+    whole_dev = dev_loaders if D.world_size() == 1 else whole_dev  # on_finish's, rank 0's
+    return model, tokenizer, optimizer, (train_ex, dev_ex), (train_loaders, dev_loaders, whole_dev)
 
 
 def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool = True,
@@ -251,40 +261,47 @@ def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool 
     """Train, evaluating on dev `evals_per_epoch` times an epoch; -> the final metrics (as in
     metrics.json). `on_epoch_end(epoch, history)` runs after each epoch's files, `on_finish(
     model, dev_loaders, dev_examples)` once with the final weights; `predict_test` also writes
-    the CS224N test files; out_dir=None writes nothing; `model_class`: see build_model."""
+    the CS224N test files; out_dir=None writes nothing; `model_class`: see build_model.
+    Under torchrun every rank trains its shard and scores dev (gathered); rank 0 alone writes
+    and calls on_finish (with the whole dev set); docs/distributed.md."""
     config = config.resolved()
-    out = Path(out_dir) if out_dir is not None else None
-    model, tokenizer, optimizer, (train_ex, dev_ex), (train_loaders, dev_loaders) = setup(
-        config, model_class)
-    history, start = resume_from(out / "checkpoint.pt", model, optimizer, asdict(config),
-                                 RESUME_MAY_DIFFER, config.device) if resume else ([], 0)
+    out = Path(out_dir) if out_dir is not None and D.is_main() else None  # rank 0 writes
+    model, tokenizer, optimizer, (train_ex, dev_ex), (train_loaders, dev_loaders, whole_dev) = \
+        setup(config, model_class)
+    ck = asdict(config) | ({"world_size": D.world_size()} if D.world_size() > 1 else {})
+    history, start = resume_from(Path(out_dir) / "checkpoint.pt", model, optimizer, ck,
+                                 RESUME_MAY_DIFFER, config.device, D.rank()) if resume else ([], 0)
     step, buffer = (history[-1]["steps"] if history else 0), GradientBuffer()
-    curve = predictions.DevCurve(model, dev_loaders, config.device, history, progress)
+    forward, progress = D.wrap(model, config.mode), progress and D.is_main()
+    curve = predictions.DevCurve(model, dev_loaders, config.device, history, progress, D.evaluate)
     for epoch in range(start, config.epochs):
         for loader in train_loaders.values():
             loader.sampler.set_epoch(epoch)
         step = train_epoch(model, optimizer, train_loaders, config, epoch, step, progress,
-                           buffer, on_point=curve)
+                           buffer, on_point=curve, forward=forward)
+        rng = D.all_gather(get_rng_state())  # every rank's generators: resume continues each
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(out / "checkpoint.pt", model, optimizer, epoch + 1, history,
-                            asdict(config))
+            save_checkpoint(out / "checkpoint.pt", model, optimizer, epoch + 1, history, ck, rng)
             write_json(out / "history.json", history)
+        D.barrier()  # the files are there for every rank
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history)
     dev, preds = history[-1]["dev"] if history else None, curve.preds
     if preds is None:  # resumed a finished run (or epochs=0): score the dev set again
-        dev, preds = predictions.evaluate(model, dev_loaders, config.device)
+        dev, preds = D.evaluate(model, dev_loaders, config.device)
     metrics = {"dev": dev, "epochs": history[-1]["epoch"] if history else 0, "steps": step,
                "n_train": {t: len(ex) for t, ex in train_ex.items()},
-               "n_dev": {t: len(ex) for t, ex in dev_ex.items()}, "config": asdict(config)}
+               "n_dev": {t: len(ex) for t, ex in dev_ex.items()}, "config": asdict(config),
+               **D.run_info(config.batch_size)}
     if out is not None:
         predictions.write_dev_predictions(out, preds)
         write_json(out / "metrics.json", metrics)
         if predict_test:
             predictions.write_predictions(model, tokenizer, config, out, "test")
-    if on_finish is not None:
-        on_finish(model, dev_loaders, dev_ex)
+    if on_finish is not None and D.is_main():
+        on_finish(model, whole_dev, dev_ex)
+    D.barrier()  # e.g. experiments reads history.json on every rank
     return metrics
 
 
@@ -315,7 +332,8 @@ def main(argv=None):
     a = build_parser().parse_args(argv)
     metrics = run(from_args(TrainConfig, a), a.out, resume=a.resume, progress=not a.no_progress,
                   predict_test=a.predict_test)
-    print(json.dumps(metrics["dev"]))
+    if D.is_main():
+        print(json.dumps(metrics["dev"]))
 
 
 if __name__ == "__main__":

@@ -104,7 +104,8 @@ def test_release_twice_is_byte_identical(tmp_path, released):
     for name in NAMES:
         assert (tmp_path / name).read_bytes() == (released / name).read_bytes()
         assert (tmp_path / name).read_bytes().endswith(b"}\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == list(NAMES)  # factor.txt is not a notebook
+    # factor.txt is not a notebook; the folder is complete: package, data instructions, README
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*NAMES, "README.md", "data", "minbert"]
 
 
 @pytest.mark.parametrize("cid, source, message", [
@@ -274,8 +275,8 @@ fay,02_scale.ipynb,check-scale,1,0,error,exercise not implemented,exercise ex-sc
 fay,02_scale.ipynb,check-clip,3,0,error,exercise not implemented,exercise ex-clip: turned into a markdown cell; graded as not implemented
 gus,01_sum.ipynb,check-add,2,2,pass,,exercise ex-add: cell id not found; matched by position among exercise cells
 gus,01_sum.ipynb,check-mean,1,1,pass,,exercise ex-mean: cell id not found; matched by position among exercise cells
-gus,02_scale.ipynb,check-scale,1,1,pass,,exercise ex-scale: appears 2 times in the submission; the first is used
-gus,02_scale.ipynb,check-clip,3,3,pass,,exercise ex-clip: uses get_ipython; review it by hand
+gus,02_scale.ipynb,check-scale,1,1,pass,,exercise ex-scale: appears 2 times in the submission; the first is used; exercise ex-clip line 5: reaches `get_ipython`
+gus,02_scale.ipynb,check-clip,3,3,pass,,exercise ex-clip line 5: reaches `get_ipython`
 """
 
 

@@ -1,21 +1,26 @@
-"""Course tooling: the student release and tamper-proof grading (docs/instructors.md).
+"""Course tooling: the student release, sandboxed grading and a student's check (docs/instructors.md).
 
     python -m minbert.course release --out DIR [--notebooks notebooks/]
-    python -m minbert.course grade SUBMISSIONS --out grades.csv [-n N] [--notebooks notebooks/]
-                                   [--cell-timeout S] [--notebook-timeout S]
+    python -m minbert.course grade SUBMISSIONS --out grades.csv [-n N] [--only 01 02] [--strict]
+                                   [--cell-timeout S] [--notebook-timeout S] [--memory MB]
+    python -m minbert.course check 01_attention.ipynb
 
-`release` writes the student version of every notebooks/NN_*.ipynb (solutions stubbed out,
-hidden checks removed); `grade` runs each student's exercise cells inside the pristine
-instructor notebook and scores its check cells. The modules: notebooks (the JSON and the
-cell conventions), releasing, kernel (running a notebook), grading, cli.
+`release` writes the student folder (every notebooks/NN_*.ipynb with solutions stubbed out and
+hidden checks removed, the package, data instructions); `grade` runs each student's exercise
+cells inside the pristine instructor notebook with nbval, one sandboxed kernel per notebook,
+and scores its check cells; `check` runs a student's own notebook and prints its visible
+checks' verdicts. The modules: notebooks (the JSON and the cell conventions), releasing,
+guard (flags, fresh imports, clean reasons), sandbox (the kernel launcher), nbvalplugin,
+engine (one nbval run), grading, reports, checking, cli.
 """
 from .cli import main
-from .grading import assemble, feedback, grade, grade_notebook, to_csv, totals_table
-from .kernel import run_cells
+from .grading import assemble, grade, grade_notebook
 from .notebooks import (HIDDEN, MARKERS, SOLUTION, dumps_notebook, numbered_notebooks,
                         read_notebook)
 from .releasing import release, release_notebook, student_source
+from .reports import feedback, gradebook, gradescope, to_csv, totals_table
 
 __all__ = ["HIDDEN", "MARKERS", "SOLUTION", "assemble", "dumps_notebook", "feedback", "grade",
-           "grade_notebook", "main", "numbered_notebooks", "read_notebook", "release",
-           "release_notebook", "run_cells", "student_source", "to_csv", "totals_table"]
+           "grade_notebook", "gradebook", "gradescope", "main", "numbered_notebooks",
+           "read_notebook", "release", "release_notebook", "student_source", "to_csv",
+           "totals_table"]

@@ -1,28 +1,46 @@
-"""The command line: `python -m minbert.course release ...` and `... grade ...`."""
+"""The command line: `python -m minbert.course release|grade|check ...`."""
 import argparse
 import sys
 from pathlib import Path
 
-from .grading import grade, totals_table
+from .checking import check
+from .grading import grade
 from .releasing import release
+from .reports import totals_table
 
-DESCRIPTION = "Course tooling: the student release and tamper-proof grading (docs/instructors.md)."
+DESCRIPTION = "Course tooling: the student release, sandboxed grading (docs/instructors.md) " \
+              "and a student's own check before hand-in."
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m minbert.course", description=DESCRIPTION)
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("release", help="write student versions of notebooks/NN_*.ipynb")
+    r = sub.add_parser("release", help="write the student folder: released notebooks, package, "
+                                       "data instructions")
     r.add_argument("--out", required=True, type=Path)
     r.add_argument("--notebooks", default="notebooks", type=Path)
-    g = sub.add_parser("grade", help="grade SUBMISSIONS/<student>/NN_*.ipynb (runs student code!)")
+    g = sub.add_parser("grade", help="grade SUBMISSIONS/<student>/NN_*.ipynb (runs student code "
+                                     "in a sandbox)")
     g.add_argument("submissions", type=Path)
-    g.add_argument("--out", required=True, type=Path, help="grades.csv; feedback/ goes next to it")
-    g.add_argument("-n", type=int, default=0, help="parallel workers (0: sequential, in-process)")
+    g.add_argument("--out", required=True, type=Path, help="grades.csv; feedback/, gradebook.csv "
+                                                           "and gradescope/ go next to it")
+    g.add_argument("-n", type=int, default=0, help="parallel kernels (pytest-xdist; 0: one at a time)")
     g.add_argument("--notebooks", default="notebooks", type=Path)
+    g.add_argument("--only", nargs="+", metavar="NN", help="grade only these notebooks (01 02, "
+                                                          "or names); the maximum counts only them")
+    g.add_argument("--strict", action="store_true", help="score 0 every check of a notebook whose "
+                                                         "exercise code was flagged")
     g.add_argument("--cell-timeout", type=float, default=120, help="seconds per cell (default 120)")
     g.add_argument("--notebook-timeout", type=float, default=600,
                    help="seconds per notebook (default 600)")
+    g.add_argument("--memory", type=int, default=8192, help="MB of address space per kernel "
+                                                           "(default 8192)")
+    g.add_argument("--no-sandbox", action="store_true", help="run kernels without bubblewrap "
+                                                             "(resource limits only)")
+    c = sub.add_parser("check", help="run a notebook's visible checks in a fresh kernel and "
+                                     "print each verdict and your total (students)")
+    c.add_argument("notebook", type=Path)
+    c.add_argument("--cell-timeout", type=float, default=300)
     return p
 
 
@@ -33,11 +51,15 @@ def main(argv=None) -> int:
         if a.cmd == "release":
             for path in release(a.out, a.notebooks):
                 print(path)
+        elif a.cmd == "check":
+            return check(a.notebook, a.cell_timeout)
         else:
             rows = grade(a.submissions, a.out, a.notebooks, a.n, a.cell_timeout,
-                         a.notebook_timeout)
+                         a.notebook_timeout, only=a.only, strict=a.strict,
+                         progress=lambda line: print(f"graded {line}", file=sys.stderr, flush=True),
+                         limits={"memory": a.memory}, sandbox=False if a.no_sandbox else None)
             print(totals_table(rows))
-            print(f"wrote {a.out} and {a.out.parent / 'feedback'}/")
+            print(f"wrote {a.out}, gradebook.csv, feedback/ and gradescope/ in {a.out.parent}")
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

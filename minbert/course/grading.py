@@ -1,24 +1,20 @@
 """Tamper-proof grading: only the student's exercise cells are copied into the pristine
-instructor notebook, which runs in a fresh kernel; each check cell scores by whether it
-raised. Editing, faking or deleting a check gains nothing, and no submission stops the class
-from being graded.
+instructor notebook, which nbval runs in a fresh, sandboxed kernel (engine.py, sandbox.py);
+each check cell scores by whether it raised. Editing, faking or deleting a check gains
+nothing, exercise code that could bend a check is flagged (guard.py; `strict` scores it 0),
+and no submission stops the class from being graded.
 """
 import copy
-import csv
-import io
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+import sys
 from pathlib import Path
 
 from minbert import files
 
-from .kernel import run_cells
+from . import guard, reports
+from .engine import Job, run_jobs
 from .notebooks import fmt, instructor_notebooks, kind, points, read_notebook, tags
 from .releasing import student_source
-
-COLUMNS = ("student", "notebook", "check", "points", "score", "outcome", "reason", "warnings")
-# exercise code runs in the kernel that runs the checks: these can reach the checks themselves
-SUSPICIOUS = ("get_ipython", "builtins", "sys.modules", "IPython", "ipykernel")
+from .sandbox import bwrap
 
 
 # --- assemble: the student's exercise cells in the instructor's notebook --------------------
@@ -35,11 +31,13 @@ def assemble(inst: dict, student: dict) -> tuple[dict, dict]:
     spare = [c for c in student["cells"] if c.get("cell_type") == "code"
              and "exercise" in tags(c) and c.get("id") not in ids]
     by_order = {id(c): s for c, s in zip(lost, spare)}
-    warn = {}
+    warn, ctx = {}, guard.Context(inst)
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
             cell.update(outputs=[], execution_count=None)
         w = merge_cell(cell, by_id.get(cell["id"], []), by_order.get(id(cell)))
+        if kind(cell) == "check":
+            cell["source"] = guard.fresh_imports(cell["source"], ctx)
         if w:
             warn[cell["id"]] = w
     return nb, warn
@@ -78,9 +76,6 @@ def take_exercise(cell: dict, mine: list, by_order: dict | None) -> list[str]:
         w.append(f"exercise {cid}: cell id not found; matched by position among exercise cells")
     if mine and mine[0].get("cell_type") == "code":
         cell["source"] = mine[0]["source"]
-        touched = [s for s in SUSPICIOUS if s in cell["source"]]
-        if touched:
-            w.append(f"exercise {cid}: uses {touched[0]}; review it by hand")
     else:
         what = f"turned into a {mine[0].get('cell_type')} cell" if mine else \
             "missing from the submission"
@@ -108,28 +103,75 @@ def load_submission(path, name: str) -> dict:
         raise Ungradable("error", f"cannot read {name}: {e}") from None
 
 
+class Graded:
+    """One (student, notebook): its rows (one per check cell), and what is to be run."""
+
+    def __init__(self, student: str, inst_path, student_path, hide=()):
+        inst_path = Path(inst_path)
+        self.inst = read_notebook(inst_path)
+        self.rows = [dict(student=student, notebook=inst_path.name, check=c["id"],
+                          points=fmt(points(c)), score="0", outcome="", reason="", warnings=[])
+                     for c in self.inst["cells"] if kind(c) == "check"]
+        self.job, self.flags = None, []
+        if not self.rows:  # nothing to grade (e.g. 08_results, which only reads results/)
+            return
+        try:
+            nb, self.warn = assemble(self.inst, load_submission(student_path, inst_path.name))
+        except Ungradable as e:
+            fill_all(self.rows, e.outcome, str(e))
+            return
+        ctx = guard.Context(self.inst)
+        self.secrets = ctx.secrets
+        self.flags = [f for c in nb["cells"] if kind(c) == "exercise"
+                      for f in guard.flags(c["id"], c["source"], ctx)]
+        self.nb = nb
+        self.job = Job(f"{student}/{inst_path.name}", nb, inst_path.parent,
+                       hide=[inst_path.parent, *hide])
+
+    def score(self, ran: dict, strict: bool) -> list[dict]:
+        """Fill the rows from {cell id: (status, reason)}."""
+        if self.job is None:
+            return self.rows
+        by_index = {i: ran[c["id"]] for i, c in enumerate(self.nb["cells"]) if c["id"] in ran}
+        for r, (outcome, reason, notes) in zip(self.rows, score_checks(self.nb, by_index,
+                                                                       self.warn)):
+            r.update(outcome=outcome, reason=guard.clean_reason(reason, self.secrets),
+                     warnings=[guard.clean_reason(n, self.secrets) for n in notes] + self.flags,
+                     score=r["points"] if outcome == "pass" else "0")
+            if strict and self.flags:
+                r.update(outcome="flagged", score="0", reason=f"--strict: {self.flags[0]}")
+        return self.rows
+
+
 def grade_notebook(student: str, inst_path, student_path, cell_timeout: float = 120,
-                   notebook_timeout: float = 600) -> list[dict]:
+                   notebook_timeout: float = 600, strict: bool = False, **run) -> list[dict]:
     """One row per instructor check cell (notebook order), its `warnings` a list.
     Never raises on a bad submission."""
-    inst_path = Path(inst_path)
-    inst = read_notebook(inst_path)
-    rows = [dict(student=student, notebook=inst_path.name, check=c["id"], points=fmt(points(c)),
-                 score="0", outcome="", reason="", warnings=[])
-            for c in inst["cells"] if kind(c) == "check"]
-    if not rows:  # nothing to grade (e.g. 08_results, which only reads results/): run nothing
-        return rows
+    g = Graded(student, inst_path, student_path)
+    return run_all([g], cell_timeout=cell_timeout, notebook_timeout=notebook_timeout,
+                   strict=strict, **run)[0]
+
+
+def run_all(graded: list, workers: int = 0, cell_timeout: float = 120,
+            notebook_timeout: float = 600, strict: bool = False, sandbox: bool | None = None,
+            limits: dict | None = None, progress=None) -> list[list[dict]]:
+    """Run the notebooks of every `Graded` through nbval (one pytest run) and score them."""
+    todo = [g for g in graded if g.job is not None]
+    if sandbox is None:
+        sandbox = bwrap() is not None
+        if not sandbox and todo:
+            print("WARNING: bubblewrap (bwrap) not found: the SANDBOX IS OFF; student code "
+                  "runs with resource limits only (apt-get install bubblewrap)", file=sys.stderr)
     try:
-        nb, warn = assemble(inst, load_submission(student_path, inst_path.name))
-        ran = run_cells(nb, inst_path.parent, cell_timeout, notebook_timeout)
-    except Ungradable as e:
-        return fill_all(rows, e.outcome, str(e))
+        ran = run_jobs([g.job for g in todo], workers, cell_timeout, notebook_timeout, limits,
+                       sandbox, progress) if todo else []
     except Exception as e:  # the grader must finish the class whatever one notebook does
-        return fill_all(rows, "error", f"grader error: {type(e).__name__}: {e}")
-    for r, (outcome, reason, notes) in zip(rows, score_checks(nb, ran, warn)):
-        r.update(outcome=outcome, reason=reason, warnings=notes,
-                 score=r["points"] if outcome == "pass" else "0")
-    return rows
+        for g in todo:
+            fill_all(g.rows, "error", f"grader error: {type(e).__name__}: {str(e)[:200]}")
+        return [g.rows for g in graded]
+    for g, res in zip(todo, ran):
+        g.score(res, strict)
+    return [g.rows for g in graded]
 
 
 def fill_all(rows: list[dict], outcome: str, reason: str) -> list[dict]:
@@ -181,71 +223,35 @@ def blame_exercise(nb: dict, ran: dict, linked: list, outcome: str, reason: str)
 
 # --- the class ------------------------------------------------------------------------------
 
-def _grade_job(args) -> list[dict]:
-    return grade_notebook(*args)
+def pick_notebooks(notebooks_dir, only=None) -> list[Path]:
+    """The numbered notebooks, or those whose number or name is in `only` (`01`, `02_adamw`)."""
+    notebooks = instructor_notebooks(notebooks_dir)
+    if not only:
+        return notebooks
+    chosen = [nb for nb in notebooks if nb.name[:2] in only or nb.stem in only or nb.name in only]
+    unknown = [o for o in only if not any(o in (nb.name[:2], nb.stem, nb.name) for nb in notebooks)]
+    if unknown:
+        raise ValueError(f"--only {' '.join(unknown)}: no such notebook in {notebooks_dir}")
+    return chosen
 
 
 def grade(submissions, out_csv, notebooks_dir="notebooks", workers: int = 0,
-          cell_timeout: float = 120, notebook_timeout: float = 600) -> list[dict]:
-    """Grade every student folder in `submissions` against every numbered instructor notebook;
-    write grades.csv and feedback/<student>.md next to it. workers=0 runs in-process."""
-    notebooks = instructor_notebooks(notebooks_dir)
+          cell_timeout: float = 120, notebook_timeout: float = 600, only=None,
+          strict: bool = False, progress=None, **run) -> list[dict]:
+    """Grade every student folder in `submissions` against the numbered instructor notebooks
+    (or those in `only`); write grades.csv, feedback/<student>.md, gradebook.csv and
+    gradescope/<student>/results.json next to it."""
+    notebooks = pick_notebooks(notebooks_dir, only)
     students = sorted(p.name for p in Path(submissions).iterdir()
                       if p.is_dir() and not p.name.startswith("."))
     if not students:
         raise FileNotFoundError(f"no student folders in {submissions}")
-    jobs = [(s, nb.resolve(), Path(submissions, s, nb.name), cell_timeout, notebook_timeout)
-            for s in students for nb in notebooks]
-    if workers <= 0:
-        results = [_grade_job(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_grade_job, jobs))  # map keeps the job order
-    rows = [r for res in results for r in res]
     out_csv = Path(out_csv)
-    files.write_text(out_csv, to_csv(rows))
-    for s in students:
-        mine = [r for r in rows if r["student"] == s]
-        files.write_text(out_csv.parent / "feedback" / f"{s}.md", feedback(s, mine))
+    hide = [Path(submissions).resolve(), out_csv.resolve().parent]
+    graded = [Graded(s, nb.resolve(), Path(submissions, s, nb.name), hide)
+              for s in students for nb in notebooks]
+    results = run_all(graded, workers, cell_timeout, notebook_timeout, strict,
+                      progress=progress, **run)
+    rows = [r for res in results for r in res]
+    reports.write_all(out_csv, rows, students)
     return rows
-
-
-# --- reports --------------------------------------------------------------------------------
-
-def to_csv(rows: list[dict]) -> str:
-    """grades.csv: one line per check, the warnings joined by "; "."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    w.writeheader()
-    w.writerows({**r, "warnings": "; ".join(r["warnings"])} for r in rows)
-    return buf.getvalue()
-
-
-def total(rows: list[dict], column: str) -> str:
-    return fmt(sum(float(r[column]) for r in rows))
-
-
-def feedback(student: str, rows: list[dict]) -> str:
-    """feedback/<student>.md: totals per notebook, each check's outcome and its warnings."""
-    lines = [f"# Feedback for {student}", "", f"Total: {total(rows, 'score')} / "
-             f"{total(rows, 'points')}", ""]
-    for name in sorted({r["notebook"] for r in rows}):
-        mine = [r for r in rows if r["notebook"] == name]
-        lines += [f"## {name}: {total(mine, 'score')} / {total(mine, 'points')}", ""]
-        for r in mine:
-            lines.append(f"- `{r['check']}`: **{r['outcome']}** ({r['score']} / {r['points']})"
-                         + (f" — {r['reason']}" if r["reason"] else ""))
-            lines += [f"  - warning: {w}" for w in r["warnings"]]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def totals_table(rows: list[dict]) -> str:
-    """The class's totals, for the terminal (rows as grade returns them or as grades.csv holds)."""
-    students = sorted({r["student"] for r in rows})
-    width = max([len("student")] + [len(s) for s in students])
-    lines = [f"{'student':<{width}}  {'total':>7}  {'max':>7}"]
-    for s in students:
-        mine = [r for r in rows if r["student"] == s]
-        lines.append(f"{s:<{width}}  {total(mine, 'score'):>7}  {total(mine, 'points'):>7}")
-    return "\n".join(lines)

@@ -1,5 +1,8 @@
-"""The student release: every numbered instructor notebook with its solutions stubbed out,
-its hidden checks removed, and only the metadata a student needs."""
+"""The student release: a folder to hand out. Every numbered instructor notebook with its
+solutions stubbed out, its hidden checks removed and only the metadata a student needs; the
+`minbert` package (which the notebooks import); the data instructions; a short README. No
+instructor notebook, test or instructor doc goes in; every file is world-readable."""
+import shutil
 from pathlib import Path
 
 from minbert import files
@@ -84,11 +87,49 @@ def release_notebook(nb: dict, name: str = "notebook") -> dict:
             "nbformat": 4, "nbformat_minor": max(5, nb.get("nbformat_minor", 5))}
 
 
-def release(out_dir, notebooks_dir="notebooks") -> list[Path]:
-    """Write the student version of every numbered notebook of `notebooks_dir` to `out_dir`."""
+PACKAGE = Path(__file__).resolve().parents[1]  # minbert/
+SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".*")
+STUDENT_README = """# {title}
+
+Your course folder. Open the notebooks in JupyterLab from this folder
+(`jupyter lab`), work through `01_...` to `{last}` in order, and hand in the notebooks
+under their names (do not rename them).
+
+- `minbert/`: the course package the notebooks import (run them from this folder, or
+  `pip install -e .` from the course repository).
+- `data/README.md`: how to get the data files (or set `MINBERT_DATA`).
+- Before handing in: `python -m minbert.course check 01_attention.ipynb` runs a notebook
+  in a fresh kernel and prints each visible check's verdict and your total. The grader
+  also runs hidden checks, so your grade can be lower.
+"""
+
+
+def release(out_dir, notebooks_dir="notebooks", package: bool = True) -> list[Path]:
+    """Write the student folder `out_dir`: the student version of every numbered notebook of
+    `notebooks_dir`, and (package=True) the package, data instructions and a README.
+    Returns the notebooks written."""
     # all or nothing: every notebook is checked before one is written
     texts = {path.name: dumps_notebook(release_notebook(read_notebook(path), path.name))
              for path in instructor_notebooks(notebooks_dir)}
+    out = Path(out_dir)
     for name, text in texts.items():
-        files.write_text(Path(out_dir) / name, text)
-    return [Path(out_dir) / name for name in texts]
+        files.write_text(out / name, text)
+    if package:
+        copy_package(out)
+        names = sorted(texts)
+        files.write_text(out / "README.md", STUDENT_README.format(
+            title="minbert: the student folder", last=names[-1]))
+        data_readme = PACKAGE.parent / "data" / "README.md"
+        if data_readme.exists():
+            files.write_text(out / "data" / "README.md", data_readme.read_text(encoding="utf-8"))
+    return [out / name for name in texts]
+
+
+def copy_package(out: Path) -> None:
+    """out/minbert: the package as installed here, world-readable, replaced whole."""
+    tmp = out / ".minbert.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(PACKAGE, tmp, ignore=SKIP)
+    for p in [tmp, *tmp.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    files.replace_dir(tmp, out / "minbert")

@@ -1,0 +1,147 @@
+"""Running assembled notebooks with nbval: one `pytest --nbval-lax` run for the whole class.
+
+Each (student, notebook) gets a throwaway folder under one private temporary root:
+
+    ROOT/jNNNN/nb/NN_name.ipynb   the assembled notebook (grader only: the kernel never sees it)
+    ROOT/jNNNN/work/              the kernel's working directory, its only writable place:
+                                  a copy of the files beside your notebooks (not the notebooks)
+    ROOT/jNNNN/sandbox.json       what the kernel launcher (sandbox.py) reads
+
+pytest runs outside the sandbox, as the grader; each kernel starts through the
+`minbert-sandbox` kernelspec. `-n N` is pytest-xdist with `--dist loadfile` (a notebook's cells
+stay in one kernel). Results come back through `--junitxml` (nbvalplugin.py records each
+cell's status and reason as properties). The root is deleted afterwards.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .notebooks import dumps_notebook
+from .sandbox import KERNEL_NAME, job_config, kernelspec
+
+UID_BASE = 61000  # as root, job i's kernel runs as uid UID_BASE + i (no such user needed)
+DEFAULT_LIMITS = {"memory": 8192, "processes": 256, "file_size": 1024, "cpu": None,
+                  "files": 1024}
+
+
+@dataclass
+class Job:
+    label: str                 # "ada/01_sum.ipynb", for progress lines
+    nb: dict                   # the notebook to run
+    files_from: Path | None    # copy the plain files of this folder into work/
+    hide: list = field(default_factory=list)
+    work: Path | None = None   # run in this folder instead of a throwaway one (`course check`)
+
+
+def copy_files(src: Path | None, dst: Path) -> None:
+    """The plain files next to the notebooks (data a notebook opens by a relative path)."""
+    for f in sorted(Path(src).iterdir()) if src else []:
+        if f.is_file() and f.suffix != ".ipynb" and not f.name.startswith("."):
+            shutil.copyfile(f, dst / f.name)
+
+
+def chown_tree(path: Path, uid: int) -> None:
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, uid, uid, follow_symlinks=False)
+
+
+def prepare(root: Path, i: int, job: Job, limits: dict, sandbox: bool) -> Path:
+    d = root / f"j{i:04d}"
+    (d / "nb").mkdir(parents=True)
+    d.chmod(0o711)  # a job's uid may pass through to its work/, not list or read the rest
+    (d / "nb").chmod(0o700)
+    nb_path = d / "nb" / Path(job.label).name
+    nb_path.write_text(dumps_notebook(job.nb), encoding="utf-8")
+    uid = UID_BASE + i if os.geteuid() == 0 and job.work is None else None
+    work = job.work or d / "work"
+    if job.work is None:
+        (work / "tmp").mkdir(parents=True)
+        copy_files(job.files_from, work)
+        work.chmod(0o700)
+        if uid is not None:
+            chown_tree(work, uid)
+    hide = [root, *(Path(h).resolve() for h in job.hide)] if sandbox else []
+    cfg = job_config(work, hide, limits if job.work is None else {}, uid, sandbox,
+                     cwd_on_path=job.work is not None)
+    (d / "sandbox.json").write_text(json.dumps(cfg))
+    (d / "sandbox.json").chmod(0o600)
+    return nb_path
+
+
+def pytest_argv(paths, root: Path, workers: int, cell_timeout: float, nb_timeout: float):
+    (root / "pytest.ini").write_text("[pytest]\n")
+    argv = [sys.executable, "-m", "pytest", "-p", "minbert.course.nbvalplugin", "--nbval-lax",
+            f"--nbval-cell-timeout={cell_timeout:g}", f"--nbval-kernel-name={KERNEL_NAME}",
+            f"--minbert-cell-timeout={cell_timeout:g}",
+            f"--minbert-notebook-timeout={nb_timeout:g}",
+            f"--junitxml={root / 'junit.xml'}", "-o", "junit_family=xunit2",
+            "-c", str(root / "pytest.ini"), "--rootdir", str(root), "-p", "no:cacheprovider",
+            "-q", "--no-header", "-W", "ignore"]
+    argv += ["-n", str(workers), "--dist", "loadfile"] if workers > 0 else ["-p", "no:xdist"]
+    return argv + [str(p) for p in paths]
+
+
+def run_jobs(jobs: list[Job], workers: int = 0, cell_timeout: float = 120,
+             notebook_timeout: float = 600, limits: dict | None = None, sandbox: bool = True,
+             progress=None) -> list[dict]:
+    """Run every job's notebook; for each job {cell id: (status, reason)}, status ok | error |
+    timeout | not-run (cells without a result are left out). `progress(line)` gets one line
+    per finished notebook."""
+    limits = {**DEFAULT_LIMITS, "cpu": 4 * notebook_timeout + 60, **(limits or {})}
+    root = Path(tempfile.mkdtemp(prefix="mbg-"))  # short: ipc socket paths must stay < 108
+    root.chmod(0o711)
+    try:
+        kernelspec(root)
+        paths = [prepare(root, i, job, limits, sandbox) for i, job in enumerate(jobs)]
+        expect = {p.parent.parent.name: {"label": j.label, "cells": sum(
+            c["cell_type"] == "code" for c in j.nb["cells"])} for p, j in zip(paths, jobs)}
+        env = {**os.environ, "JUPYTER_PATH": str(root), "JUPYTER_RUNTIME_DIR": str(root / "rt"),
+               "MINBERT_PROGRESS": json.dumps(expect), "PYTEST_ADDOPTS": "",
+               "MINBERT_CHECKS": "raise", "MINBERT_CI": "1"}
+        tail = stream(pytest_argv(paths, root, workers, cell_timeout, notebook_timeout), env,
+                      progress)
+        junit = root / "junit.xml"
+        if not junit.exists():
+            raise RuntimeError("nbval wrote no results; pytest said:\n" + "\n".join(tail))
+        return read_junit(junit, len(jobs))
+    finally:
+        if not os.environ.get("MINBERT_KEEP_GRADING"):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def stream(argv, env, progress) -> list[str]:
+    """Run pytest; hand progress lines on, keep the last lines of the rest."""
+    tail: list[str] = []
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL, text=True, errors="replace") as p:
+        for line in p.stdout:
+            line = line[:500].rstrip()
+            if line.startswith("[grading] "):
+                if progress:
+                    progress(line[len("[grading] "):])
+            else:
+                tail = (tail + [line])[-40:]
+    return tail
+
+
+def read_junit(path: Path, n: int) -> list[dict]:
+    """{cell id: (status, reason)} per job, from the properties nbvalplugin recorded."""
+    out: list[dict] = [{} for _ in range(n)]
+    for case in ET.parse(path).getroot().iter("testcase"):
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        if "minbert_job" not in props:
+            continue
+        i = int(props["minbert_job"][1:])
+        status = props.get("minbert_status")
+        if status is None:  # a worker crashed, or pytest failed the cell outside nbval
+            status, reason = "error", "the grader lost this cell's result (its worker died)"
+        else:
+            reason = props.get("minbert_reason", "")
+        out[i][props["minbert_cell"]] = (status, reason)
+    return out

@@ -1,0 +1,198 @@
+"""A pytest plugin, loaded next to nbval when the grader runs `pytest --nbval-lax`.
+
+nbval runs every code cell of a notebook in one kernel and fails a cell that raised. For
+grading it needs five things it does not do; this plugin adds them by wrapping nbval's kernel
+and cell classes (nbval 0.11):
+
+- the kernel from the job's sandbox.json: the `minbert-sandbox` kernelspec over ZMQ's ipc
+  transport (a sandboxed kernel has no network);
+- a dead kernel is noticed within a second (nbval would wait for the cell timeout);
+- a notebook time limit besides nbval's per-cell one (cells past it are skipped, `not-run`),
+  and after a kernel that died or did not answer an interrupt, the rest is `not-run`;
+- printed output is capped per cell (a cell printing 50 MB costs the grader nothing);
+- each cell's result as junit properties: `minbert_job`, `minbert_cell` (the cell id),
+  `minbert_status` (ok | error | timeout | not-run) and `minbert_reason` (one line).
+"""
+import json
+import os
+import re
+from pathlib import Path
+from queue import Empty
+from time import monotonic
+
+import pytest
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+OUTPUT_CAP = 1 << 20  # bytes of output kept per cell; the rest is dropped unread
+PROGRESS = "[grading]"
+
+
+class KernelDied(RuntimeError):
+    pass
+
+
+def error_reason(ename: str, evalue: str, traceback: list) -> str:
+    """One line for the grade sheet: the exception and its message (or its failing line)."""
+    if ename == "NotImplementedError":
+        return "exercise not implemented"
+    evalue = (evalue or "").strip()
+    line = evalue.splitlines()[0] if evalue else ""
+    if ename == "SyntaxError":  # drop IPython's temporary file name
+        line = re.sub(r"\(\S+, line (\d+)\)", r"(line \1)", line)
+    if not line:  # bare `assert x == y`: show the failing line from the traceback
+        arrows = [ln.strip() for ln in ANSI.sub("", "\n".join(traceback[-50:])).splitlines()
+                  if ln.strip().startswith("---->")]
+        line = "at " + re.sub(r"^---->\s*\d*\s*", "", arrows[-1]) if arrows else ""
+    return f"{ename}: {line}" if line else ename
+
+
+def job_of(nb_dir) -> dict:
+    path = Path(nb_dir).parent / "sandbox.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
+    """nbval.kernel.start_new_kernel, with the transport the job asks for."""
+    from jupyter_client.manager import KernelManager
+    from nbval.kernel import NbvalKernelspecManager
+    cfg = job_of(kwargs.get("cwd") or ".")
+    extra = {"transport": "ipc", "ip": f"{cfg['work']}/ipc"} if cfg.get("transport") == "ipc" \
+        else {}
+    km = KernelManager(kernel_name=kernel_name, kernel_spec_manager=NbvalKernelspecManager(),
+                       **extra)
+    km.start_kernel(**{**kwargs, "stdout": open(os.devnull, "w")})  # noqa: SIM115
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=startup_timeout)
+    except RuntimeError:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        raise
+    return km, kc
+
+
+def await_reply(self, msg_id, timeout=None):
+    """nbval's await_reply, polling in 1 s slices so that a dead kernel is noticed."""
+    end = None if timeout is None else monotonic() + float(timeout)
+    while True:
+        left = 1.0 if end is None else min(1.0, end - monotonic())
+        if left <= 0:
+            raise Empty
+        try:
+            msg = self.get_message(stream="shell", timeout=left)
+        except Empty:
+            if not self.km.is_alive():
+                raise KernelDied("the kernel died") from None
+            continue
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return
+
+
+def capped(get_message):
+    """Wrap RunningKernel.get_message: past OUTPUT_CAP bytes per cell, outputs are emptied."""
+    def get(self, stream, timeout=None):
+        msg = get_message(self, stream, timeout)
+        content, parent = msg.get("content", {}), msg["parent_header"].get("msg_id")
+        if msg["msg_type"] in ("stream", "display_data", "execute_result", "error"):
+            seen = getattr(self, "_minbert_seen", {})
+            self._minbert_seen = seen
+            size = len(str(content)[: OUTPUT_CAP + 1])
+            seen[parent] = seen.get(parent, 0) + size
+            if seen[parent] > OUTPUT_CAP:
+                content.update(text="", data={"text/plain": ""}, metadata={})
+            if msg["msg_type"] == "error":
+                content["evalue"] = str(content.get("evalue", ""))[:2000]
+                content["traceback"] = [str(t)[:2000] for t in content.get("traceback", [])[-50:]]
+        return msg
+    return get
+
+
+def run_cell(runtest):
+    """Wrap IPyNbCell.runtest: time limits, the stop after a dead kernel, junit properties."""
+    def run(self):
+        nb = self.parent
+        st = nb.__dict__.setdefault("_minbert", {"stop": None, "deadline": None})
+        opt = self.config.option
+        cell_t = float(opt.minbert_cell_timeout)
+        nb_t = float(opt.minbert_notebook_timeout)
+        if st["deadline"] is None:  # counted from the first cell, once the kernel is up
+            st["deadline"] = monotonic() + nb_t
+        left = st["deadline"] - monotonic()
+        if st["stop"] is None and left <= 0:
+            st["stop"] = f"notebook time limit ({nb_t:g} s) reached"
+        self.user_properties += [("minbert_job", Path(str(nb.fspath)).parent.parent.name),
+                                 ("minbert_cell", str(self.cell.get("id", self.cell_num)))]
+        if st["stop"]:
+            record(self, "not-run", st["stop"])
+            pytest.skip(st["stop"])
+        opt.nbval_cell_timeout = min(cell_t, left)
+        try:
+            runtest(self)
+        except KernelDied:
+            st["stop"] = "the kernel died"
+            record(self, "error", "the kernel died running this cell")
+            raise
+        except Exception as e:
+            record(self, *failure(self, e, cell_t, nb_t, cell_t <= left, st))
+            raise
+        record(self, "ok", "")
+    return run
+
+
+def failure(item, e: Exception, cell_t: float, nb_t: float, by_cell: bool, st: dict):
+    """(status, reason) of a cell whose nbval run raised `e`."""
+    text = str(e.args[1]) if len(e.args) > 1 else str(e)
+    if "Timeout of" in text:
+        if "Failed to interrupt" in text or "waiting for output" in text:
+            st["stop"] = "the kernel did not recover from a timeout"
+        which, limit = ("cell", cell_t) if by_cell else ("notebook", nb_t)
+        return "timeout", f"stopped by the {which} time limit ({limit:g} s)"
+    errors = [o for o in getattr(item, "test_outputs", None) or [] if o.get("output_type") == "error"]
+    if errors:
+        o = errors[-1]
+        return "error", error_reason(o.get("ename", "Error"), o.get("evalue", ""),
+                                     o.get("traceback", []))
+    return "error", f"grader: {type(e).__name__}: {text.strip().splitlines()[0][:200] if text.strip() else ''}"
+
+
+def record(item, status: str, reason: str) -> None:
+    item.user_properties += [("minbert_status", status), ("minbert_reason", reason)]
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("minbert grading")
+    g.addoption("--minbert-cell-timeout", default=120)
+    g.addoption("--minbert-notebook-timeout", default=600)
+
+
+def pytest_configure(config):
+    from nbval import kernel, plugin
+    if getattr(kernel, "_minbert_patched", False):
+        return
+    kernel._minbert_patched = True
+    kernel.start_new_kernel = start_new_kernel
+    kernel.RunningKernel.await_reply = await_reply
+    kernel.RunningKernel.get_message = capped(kernel.RunningKernel.get_message)
+    plugin.IPyNbCell.runtest = run_cell(plugin.IPyNbCell.runtest)
+    plugin.IPyNbCell.setup = lambda self: None  # no xfail after a timeout: the cell's own result
+
+
+_PROGRESS = {"done": {}, "out": os.dup(1), "worker": False}  # fd 1 before pytest captures it
+
+
+def pytest_sessionstart(session):
+    _PROGRESS["worker"] = hasattr(session.config, "workerinput")
+
+
+def pytest_runtest_logreport(report):
+    """One progress line per notebook, written by the controller (workers' reports too)."""
+    expected = json.loads(os.environ.get("MINBERT_PROGRESS", "{}"))
+    if report.when != "teardown" or not expected or _PROGRESS["worker"]:
+        return
+    job, done = Path(report.nodeid.split("::")[0]).parent.parent.name, _PROGRESS["done"]
+    done[job] = done.get(job, 0) + 1
+    if done[job] == expected.get(job, {}).get("cells"):
+        finished = sum(done[j] == expected[j]["cells"] for j in done)
+        line = f"\n{PROGRESS} {finished}/{len(expected)} {expected[job]['label']}\n"
+        os.write(_PROGRESS["out"], line.encode())

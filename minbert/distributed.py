@@ -204,8 +204,7 @@ def wrap(model, mode: str):
         return forward
     device = next(model.parameters()).device
     return DistributedDataParallel(forward, device_ids=[device] if device.type == "cuda" else None,
-                                   find_unused_parameters=True,
-                                   broadcast_buffers=False)  # BERT's buffers are constants
+                                   find_unused_parameters=True)
 
 
 def _all_reduce(t: torch.Tensor) -> torch.Tensor:

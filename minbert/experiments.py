@@ -50,6 +50,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from . import distributed as D
 from . import train as T
 from .files import write_json
 from .mlm import MLM_PRESETS, MLMConfig, pretrain_mlm
@@ -187,7 +188,8 @@ def train_row(row, seed, s, runs: Path, out: Path, progress=True) -> dict:
     sets with the final weights: the parts of the result JSON that come from training."""
     mlm, init_from = None, None
     if ROWS[row].mlm:
-        init_from, mlm = run_mlm(ROWS[row].mlm, s, seed, runs, train_setting(s, "model"))
+        with D.main_first():  # torchrun: rank 0 pre-trains, the others then find its encoder
+            init_from, mlm = run_mlm(ROWS[row].mlm, s, seed, runs, train_setting(s, "model"))
     config = row_config(row, seed, s, init_from)
     resumed, preds = (out / "checkpoint.pt").is_file(), {}
 
@@ -217,6 +219,8 @@ def run_one(row, seed, preset, results, runs, *, dry_run=False, model=None, data
         r = dict(config=config, mlm=None, resumed=False, history=[], dev=dev, predictions=preds)
     else:
         r = train_row(row, seed, s, runs, runs / path.stem, progress)
+    if not D.is_main():  # torchrun: rank 0 alone writes the result
+        return path
     history = r["history"]
     command = " ".join(["python -m minbert.experiments"] + sys.argv[1:]) \
         if Path(sys.argv[0]).stem in ("experiments", "__main__") else None
@@ -229,7 +233,7 @@ def run_one(row, seed, preset, results, runs, *, dry_run=False, model=None, data
         "device": info, "started_at": started.isoformat(timespec="seconds"),
         "wall_time_s": round(time.perf_counter() - t0, 1), "resumed": r["resumed"],
         "train_time_s": round(sum(e.get("wall_time_s", 0) for e in history), 1),
-        "history": history, "dev": r["dev"],
+        "history": history, "dev": r["dev"], **D.run_info(r["config"].batch_size),
         "conflict": [{"epoch": e["epoch"], **e["conflict"]} for e in history if "conflict" in e]
         or None,
         "predictions": r["predictions"],
@@ -249,9 +253,10 @@ def run_rows(rows, seeds, preset, results, runs, **kw) -> list:
         for row in rows:
             t0 = time.perf_counter()
             p = run_one(row, seed, preset, results, runs, **kw)
-            print(f"row {row:2d} {ROWS[row].name:<20} seed {seed}: "
-                  + (f"{p} ({time.perf_counter() - t0:.0f} s)" if p else "complete, skipped"),
-                  flush=True)
+            if D.is_main():  # once, not once per torchrun rank
+                print(f"row {row:2d} {ROWS[row].name:<20} seed {seed}: "
+                      + (f"{p} ({time.perf_counter() - t0:.0f} s)" if p else "complete, skipped"),
+                      flush=True)
             done.append(p)
     return done
 

@@ -171,3 +171,22 @@ def test_sharded_sampler_splits_each_global_batch():
     # a last global batch with fewer examples than ranks is dropped
     assert list(D.ShardedSampler(Order(range(7)), 3, 2, 1)) == [3, 4, 5]
     assert list(D.StridedSampler(5, 2, 1)) == [1, 3]
+
+
+def test_experiments_gpu_preset_dry_run_under_torchrun(tiny, data_root, tmp_path):
+    """The gpu preset's rows 9 (PCGrad) and 13 (MLM pre-step on rank 0 first) on 2 gloo ranks:
+    one result JSON per row, written by rank 0, with the world size and the global batch."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "minbert.experiments", "run", "--rows", "9", "13", "--preset", "gpu", "--dry-run",
+         "--model", str(tiny), "--data", str(data_root), "--results", str(tmp_path / "r"),
+         "--runs", str(tmp_path / "runs"), "--no-progress", "--threads", "1"],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("seed 0:") == 2, proc.stdout  # one line per row, not per rank
+    for name in ("row09-pcgrad-seed0", "row13-adjusted-mlm-v2-seed0"):
+        r = read(tmp_path / "r" / "gpu-dry" / f"{name}.json")
+        assert (r["world_size"], r["global_batch_size"]) == (2, 2 * r["config"]["batch_size"])
+        assert r["predictions"]["sst"] and r["dev"]["sst"]["acc"] >= 0
+    assert sorted(p.name for p in (tmp_path / "r" / "gpu-dry").iterdir()) == [
+        "row09-pcgrad-seed0.json", "row13-adjusted-mlm-v2-seed0.json"]  # no temporary files

@@ -4,7 +4,7 @@
     plot_conflict_history(history)      one run: conflict rate and mean cosine per task pair
     plot_figure1(history, title)        the seed's Figure 1: one model, large, labelled
     plot_overview(df, preset)           every row at README width: dev curves per task, gap
-    plot_curves(df) / plot_conflicts(df)   every run of a results table, as a grid
+    plot_conflicts(df)                  every run's conflict rates, as a grid
     python -m minbert.plots curves RUN_DIR [RUN_DIR ...] -o fig.png
 
 A history is the list train.run writes to RUN_DIR/history.json: per epoch, "train" and
@@ -95,21 +95,6 @@ def _save(fig, path):
 
 def run_title(r) -> str:
     return f"{r['preset']} row {r['row']} {r['name']} s{r['seed']}"
-
-
-def plot_curves(df, path=None):
-    """Figure-1 style, one panel per run of a results table (results.load_results): every
-    task's train and dev metric over epochs. Runs without history (zero-shot) are left out."""
-    runs = df[[bool(h) for h in df["history"]]] if len(df) else df
-    fig, axes = _axes(max(len(runs), 1), None)
-    for ax, (_, r) in zip(axes, runs.iterrows()):
-        for t in TASKS:
-            if t in r["history"][0]["dev"]:
-                plot_history(r["history"], axes=[ax], tasks=[t])
-        ax.set(title=run_title(r), ylabel="acc / r")
-        ax.title.set_fontsize(9)
-    fig.tight_layout()
-    return _save(fig, path)
 
 
 def plot_figure1(history: list, title: str, path=None, note: str = ""):

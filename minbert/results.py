@@ -45,19 +45,18 @@ SEED_REPORT = {
 
 def load_results(folder) -> "pd.DataFrame":
     """One row per result JSON under `folder` (recursively), sorted by preset, row, seed."""
-    recs = []
+    recs, keys = [], ("preset", "dry_run", "row", "name", "description", "seed", "wall_time_s",
+                      "git_commit", "history", "conflict", "predictions", "config", "device",
+                      "mlm")
     for f in sorted(Path(folder).rglob("row*-seed*.json")):
         r = json.loads(f.read_text())
-        rec = {k: r.get(k) for k in ("preset", "dry_run", "row", "name", "description", "seed",
-                                     "wall_time_s", "git_commit", "history", "conflict",
-                                     "predictions", "config", "device", "mlm")}
+        rec = {k: r.get(k) for k in keys}
         for t in TASKS:
             rec[t] = r["dev"].get(t, {}).get(METRIC[t], np.nan)
         rec["file"] = str(f)
         recs.append(rec)
-    cols = ["preset", "row", "name", "seed", *TASKS]
     if not recs:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=[*keys, *TASKS, "file"])
     return pd.DataFrame(recs).sort_values(["preset", "row", "seed"]).reset_index(drop=True)
 
 
@@ -294,3 +293,36 @@ def pcgrad_verdict(sig) -> str:
     return (f"PCGrad minus baseline, simple mean: {v['diff']:+.3f} ± {v['std']:.3f} over "
             f"{v['seeds']} seed(s), 95% interval [{v['low']:+.3f}, {v['high']:+.3f}]: {what}; "
             f"the seed's claim (+0.012) {holds} here.")
+
+
+# ------------------------------------------------------------- does every row learn?
+BARS = {"sst": 0.47, "quora": 0.82, "sts": 0.87}  # the results issue's bar for the best row
+
+
+def learning_table(df, preset) -> "pd.DataFrame":
+    """Per trained row (mean over seeds): each task's metric against the majority class of
+    its dev set (SST, Quora; from the stored gold labels) or r = 0.5 (STS), and against the
+    zero-shot row 0; `learns` is True when every task it trains clears its floor."""
+    d = df[df["preset"] == preset]
+    zero = d[d["row"] == 0][list(TASKS)].mean() if (d["row"] == 0).any() else None
+    floors = {}
+    for t in ("sst", "quora"):  # every run scores the same full dev set: any one will do
+        one = next((preds[t] for preds in d["predictions"] if preds and t in preds), None)
+        if one:
+            floors[t] = pd.Series([p["gold"] for p in one]).value_counts(normalize=True).max()
+    floors["sts"] = 0.5
+    rows = []
+    for (row, name), g in d[d["row"] != 0].groupby(["row", "name"]):
+        line = {"row": int(row), "name": name, "seeds": len(g)}
+        ok, below = [], []
+        for t in TASKS:
+            v = g[t].mean()
+            if pd.isna(v):
+                continue
+            line[t], line[t + " floor"] = v, floors.get(t)
+            ok.append(t not in floors or v > floors[t])
+            if zero is not None and v < zero[t]:
+                below.append(t)
+        line["learns"], line["below zero-shot"] = all(ok), ", ".join(below) or "-"
+        rows.append(line)
+    return pd.DataFrame(rows)

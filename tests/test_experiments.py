@@ -103,9 +103,13 @@ def test_run_skip_and_read(tiny, data_root, tmp_path, capsys):
     assert s["mean3"].iloc[0] == pytest.approx((sst + quora + sts) / 3)
     assert len(R.format_table(s)) == 2
     assert len(R.error_analysis(df, k=2)) > 0
-    plots.plot_curves(df, tmp_path / "curves.png")
+    plots.plot_overview(df, "tiny", tmp_path / "overview.png")
+    plots.plot_figure1(df.loc[1, "history"], "row 2", tmp_path / "figure1.png")
+    sig = R.significance_table(df, "tiny", n_resamples=50)  # row 2 is the base: nothing to compare
+    assert len(sig) == 0 and "not run" in R.pcgrad_verdict(sig)
+    assert R.learning_table(df, "tiny")["row"].tolist() == [2]
     plots.plot_conflicts(df, tmp_path / "conflicts.png")
-    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert all((tmp_path / f).stat().st_size > 0 for f in ("overview.png", "figure1.png"))
     E.main(["table", "--results", str(res)])
     assert "multitask-finetune" in capsys.readouterr().out
 

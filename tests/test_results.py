@@ -85,3 +85,18 @@ def test_error_kinds_on_the_seed_table_1():
     assert R.error_kind("How old are you?", "Where is Paris?") == "other"
     assert R.overlap("a b c", "a b d") == pytest.approx(2 / 4)
     assert R.longest_shared_run("x a b c y".split(), "a b c z".split()) == 3
+
+
+def test_learning_table_floors_by_hand():
+    """Majority class of the stored dev golds (3 of 4 SST golds are 1: floor 0.75), r 0.5 for
+    STS, and the zero-shot row's numbers as a second line."""
+    sst = [(1, 1), (1, 1), (1, 1), (0, 1)]
+    df = pd.DataFrame([run(0, 0, sst, [(1, 1), (0, 1)], [(1, 1), (2, 2)]),
+                       run(2, 0, sst, [(1, 1), (0, 1)], [(1, 1), (2, 2)]),
+                       run(4, 0, sst, [(1, 1), (0, 1)], [(1, 1), (2, 2)])])
+    df["name"] = ["zero-shot", "multitask", "sst-only"]
+    df[["sst", "quora", "sts"]] = [[0.75, 0.5, 0.8], [0.80, 0.6, 0.6], [0.70, np.nan, np.nan]]
+    t = R.learning_table(df, "p").set_index("row")
+    assert t.loc[2, "sst floor"] == 0.75 and t.loc[2, "quora floor"] == 0.5
+    assert t.loc[2, "learns"] and t.loc[2, "below zero-shot"] == "sts"
+    assert not t.loc[4, "learns"] and t.loc[4, "below zero-shot"] == "sst"

@@ -66,7 +66,8 @@ def prepare(root: Path, i: int, job: Job, limits: dict, sandbox: bool) -> Path:
         work.chmod(0o700)
         if uid is not None:
             chown_tree(work, uid)
-    hide = [root, *(Path(h).resolve() for h in job.hide)] if sandbox else []
+    home = Path(os.path.expanduser("~"))  # hidden unless Python or the package live there
+    hide = [root, home, *(Path(h).resolve() for h in job.hide)] if sandbox else []
     cfg = job_config(work, hide, limits if job.work is None else {}, uid, sandbox,
                      cwd_on_path=job.work is not None)
     (d / "sandbox.json").write_text(json.dumps(cfg))

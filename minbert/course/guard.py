@@ -32,7 +32,12 @@ ORACLES = {"scaled_dot_product_attention", "multi_head_attention_forward", "Mult
            "AdamW", "Adam", "BertLayer", "BertModel", "BertSelfAttention", "BertEncoder",
            "TransformerEncoderLayer", "SentenceTransformer", "cosine_similarity",
            "_close", "_call", "_tensor"}
+MUTATORS = {"update", "pop", "popitem", "setdefault", "clear", "append", "extend", "insert",
+            "remove", "discard", "add", "sort", "reverse", "__setitem__", "__delitem__"}
 PACKAGE = "minbert"
+# first line of every check cell: failing checks raise, whatever an exercise cell set
+FORCE_RAISE = '__import__("os").environ["MINBERT_CHECKS"] = "raise"'
+
 REASON_CHARS = 200
 SECRET_MIN = 8  # shorter solution lines (`pass`, `return x`) are too common to withhold
 
@@ -50,10 +55,12 @@ def parse(source: str):
         return None
 
 
-def top_bound(tree) -> set:
-    """Names a cell binds at module level."""
+def top_bound(tree, imports: bool = True) -> set:
+    """Names a cell binds at module level (without imports: modules are shared objects)."""
     out = set()
     for node in tree.body if tree else []:
+        if not imports and isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
         for n in ast.walk(node):
             if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
                 out.add(n.id)
@@ -162,8 +169,8 @@ def fresh_imports(source: str, ctx: Context) -> str:
     """`source` with the imports of every name it uses that your other cells imported."""
     used = {n.id for n in ast.walk(parse(source) or ast.Module(body=[], type_ignores=[]))
             if isinstance(n, ast.Name)}
-    stmts = sorted({ctx.imports[n] for n in used if n in ctx.imports})
-    return ("; ".join(stmts) + "  # re-imported by the grader\n" + source) if stmts else source
+    stmts = [FORCE_RAISE] + sorted({ctx.imports[n] for n in used if n in ctx.imports})
+    return "; ".join(stmts) + "  # added by the grader\n" + source
 
 
 def flags(cid: str, source: str, ctx: Context) -> list[str]:
@@ -172,7 +179,7 @@ def flags(cid: str, source: str, ctx: Context) -> list[str]:
     if tree is None:
         return []
     bound, allowed = ctx.solution.get(cid, (set(), set()))
-    mine = top_bound(tree) - ctx.protected  # names this cell makes for itself
+    mine = top_bound(tree, imports=False) - ctx.protected  # objects this cell makes itself
     out: dict = {}  # one message per line: the first found, outermost first
     for node, what in Walker(ctx, allowed, bound, mine).run(tree):
         out.setdefault(getattr(node, "lineno", 0), f"exercise {cid} line "
@@ -258,6 +265,11 @@ class Walker(ast.NodeVisitor):
                 len(node.args) < 2 or not isinstance(node.args[1], ast.Constant)
                 or str(node.args[1].value).startswith("__")):
             self.hit(node, "calls getattr with a computed or dunder name")
+        elif isinstance(f, ast.Attribute) and f.attr in MUTATORS:
+            root = root_name(f.value)
+            if root and not (any(root in s for s in self.scopes) or root in self.mine):
+                self.hit(node, f"changes `{dotted(f.value) or root}` in place, which it did "
+                               "not make")
         self.generic_visit(node)
 
     def visit_Global(self, node):

@@ -75,13 +75,28 @@ def kernel_env(work: str) -> dict:
     return env
 
 
-def hidable(path: str) -> bool:
-    """A folder may be hidden unless Python, the package or the data live inside it."""
-    needed = [sys.prefix, sys.base_prefix, str(Path(__file__).resolve().parents[2]),
-              os.environ.get("MINBERT_DATA", "")]
+def needed() -> list[str]:
+    """What the kernel must still see inside a hidden folder: Python, the package, the data."""
+    return [os.path.realpath(n) for n in (sys.prefix, sys.base_prefix,
+                                          str(Path(__file__).resolve().parents[2]),
+                                          os.environ.get("MINBERT_DATA", "")) if n]
+
+
+def inside(path: str, folder: str) -> bool:
+    return (path.rstrip("/") + "/").startswith(folder.rstrip("/") + "/")
+
+
+def hidable(path) -> bool:
+    """A folder can be hidden whole (nothing the kernel needs lives inside it)."""
     p = os.path.realpath(path)
-    return os.path.isdir(p) and not any(
-        n and (os.path.realpath(n) + "/").startswith(p.rstrip("/") + "/") for n in needed)
+    return os.path.isdir(p) and not any(inside(n, p) for n in needed())
+
+
+def passable(argv: list, path: str, under: str) -> None:
+    """bwrap makes a mount point's missing parents 0700: the job's uid must pass through."""
+    for parent in reversed(Path(path).parents):
+        if inside(str(parent), under) and str(parent) != under.rstrip("/"):
+            argv += ["--perms", "0711", "--dir", str(parent)]
 
 
 def bwrap_argv(cfg: dict, tmp_mb: int = 512) -> list[str]:
@@ -90,13 +105,19 @@ def bwrap_argv(cfg: dict, tmp_mb: int = 512) -> list[str]:
             "--perms", "1777", "--size", str(tmp_mb * MB), "--tmpfs", "/tmp",
             "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--hostname", "sandbox"]
-    for h in cfg["hide"]:
-        if hidable(h):
-            argv += ["--tmpfs", os.path.realpath(h)]
-    hidden = [os.path.realpath(h) for h in cfg["hide"] if hidable(h)]
-    for parent in reversed(Path(work).parents):  # bwrap would make these 0700: the uid must pass
-        if any(str(parent).startswith(h + "/") for h in hidden):
-            argv += ["--perms", "0711", "--dir", str(parent)]
+    hidden = []
+    for h in dict.fromkeys(os.path.realpath(h) for h in cfg["hide"]):
+        if not os.path.isdir(h):
+            continue
+        argv += ["--perms", "0755", "--tmpfs", h]
+        hidden.append(h)
+        for n in needed():  # e.g. Python under $HOME: hide the rest of $HOME
+            if inside(n, h) and n != h:
+                passable(argv, n, h)
+                argv += ["--ro-bind", n, n]
+    for h in hidden:
+        if inside(work, h):
+            passable(argv, work, h)
     argv += ["--bind", work, work, "--chdir", work]
     if cfg["uid"] is not None:  # setpriv needs these two to drop to the job's uid
         argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]

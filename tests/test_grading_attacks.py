@@ -1,0 +1,252 @@
+"""Issue 13, acceptance 1: submissions that try to cheat, graded for real in the sandbox.
+
+One instructor notebook with real checks (tests/fixtures/course/attacks/01_heads.ipynb:
+check_split_heads, check_attention), a class of attackers and two honest students. Every
+attacker's `my_attention` is wrong (no 1/sqrt(d)); each attack tries to make its check pass
+anyway, or to reach what it must not. For each: the attention check is not `pass`, or it is
+flagged (and `--strict` scores it 0); the honest students' rows equal a run without the
+attackers; the instructor's folder and the submissions are byte-identical afterwards; nothing
+was written outside the throwaway folders; no reason quotes a solution or hidden line.
+About 20 kernels (torch imported in each): ~3 min on the shared 2-core box.
+"""
+import copy
+import hashlib
+import os
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from minbert import course
+from minbert.course import guard
+from minbert.course.sandbox import bwrap
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "01_heads.ipynb"
+pytestmark = pytest.mark.skipif(bwrap() is None, reason="needs bubblewrap (apt-get install "
+                                                         "bubblewrap), as .ci/run installs")
+
+WRONG = ("def my_attention(query, key, value, mask=None):\n"
+         "    scores = query @ key.transpose(-1, -2)  # no 1/sqrt(d): wrong\n"
+         "    if mask is not None:\n        scores = scores + mask\n"
+         "    probs = torch.softmax(scores, dim=-1)\n    return probs @ value, probs\n")
+RIGHT = WRONG.replace("key.transpose(-1, -2)  # no 1/sqrt(d): wrong",
+                      "key.transpose(-1, -2) / math.sqrt(query.size(-1))")
+# the right answer, reached only if the attack got through
+IF_OK = ("def my_attention(query, key, value, mask=None):\n"
+         "    if not ok:\n        raise RuntimeError('blocked: ' + why)\n"
+         + "\n".join(RIGHT.splitlines()[1:]) + "\n")
+
+ATTACKS = {
+    # the sandbox: files, network, limits
+    "a01_cwd_module": (
+        "import os\nos.makedirs('minbert/checks', exist_ok=True)\n"
+        "open('minbert/__init__.py', 'w').close()\n"
+        "open('minbert/checks/__init__.py', 'w').write("
+        "'def check_attention(*a, **k): pass\\ndef check_split_heads(*a, **k): pass\\n')\n"
+        "open('torch.py', 'w').write('raise SystemExit')\n" + WRONG),
+    "a02_write_outside": (
+        "ok, why = False, ''\n"
+        "for p in {targets!r}:\n"
+        "    try:\n        open(p, 'w').write('pwned')\n        ok = True\n"
+        "    except OSError as e:\n        why += f'{{p}}: {{e.strerror}}; '\n" + IF_OK),
+    "a03_read_instructor": (
+        "import os\nok, why = False, ''\n"
+        "try:\n    text = open({inst!r}).read()\n    ok = True\n"
+        "except OSError as e:\n    why = str(e)\n"
+        "if os.environ.get('MINBERT_TEST_SECRET'):\n    ok = True\n" + IF_OK),
+    "a16_read_home": (
+        "import os\nok, why = os.path.exists({home!r} + '/.minbert-test-secret'), "
+        "'home looks empty'\n" + IF_OK),
+    "a04_network": (
+        "import socket\nok, why = False, ''\n"
+        "try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=3).close()\n    ok = True\n"
+        "except OSError as e:\n    why = str(e)\n" + IF_OK),
+    "a05_memory": "blob = bytearray(3 * 1024 ** 3)  # past the 2 GB limit\n" + RIGHT,
+    "a06_fork_loop": (
+        "import os, time\nkids = 0\nwhile kids < 100000:\n"
+        "    if os.fork() == 0:\n        time.sleep(20)\n        os._exit(0)\n"
+        "    kids += 1\n" + RIGHT),
+    "a07_output": "print('x' * 50_000_000)\n" + WRONG,
+    # the checks: rebinding, patching, the kernel, the finished code
+    "a08_rebind_check": WRONG + "check_attention = lambda *a, **k: None\n",
+    "a09_patch_helper": (WRONG + "import minbert.checks.attention as A\n"
+                         "A._close = lambda *a, **k: None\n"),
+    "a10_patch_oracle": (WRONG + "_sdpa = F.scaled_dot_product_attention\n"
+                         "F.scaled_dot_product_attention = lambda q, k, v, attn_mask=None: "
+                         "_sdpa(q, k, v, attn_mask=attn_mask, scale=1.0)\n"),
+    "a11_sys_modules": (WRONG + "m = __import__('sy' + 's').__dict__['mod' + 'ules']\n"
+                        "m['minbert.checks.attention']._close = lambda *a, **k: None\n"),
+    "a12_run_cell": (
+        WRONG + "ip = get_ipython()\n_run = ip.run_cell_async\n"
+        "async def quiet(*a, **k):\n    r = await _run(*a, **k)\n"
+        "    r.error_in_exec = None\n    r.error_before_exec = None\n    return r\n"
+        "ip.run_cell_async = quiet\nip.showtraceback = lambda *a, **k: None\n"),
+    "a13_finished": ("import minbert.model\n\n\ndef my_attention(query, key, value, mask=None):\n"
+                     "    return minbert.model.attention(query, key, value, mask)\n"),
+    "a14_leak": WRONG.replace("    return probs", "    raise RuntimeError({secret!r})\n    return probs"),
+    "a15_env_report": "import os\nos.environ.update(MINBERT_CHECKS='report')\n" + WRONG,
+}
+HONEST = ("m01_right", "z99_untouched")
+
+
+def digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        h.update(str(p.relative_to(folder)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def secrets(inst_path: Path) -> list[str]:
+    return sorted(guard.Context(course.read_notebook(inst_path)).secrets)
+
+
+@pytest.fixture(scope="module")
+def attack_class(tmp_path_factory):
+    root = tmp_path_factory.mktemp("attacks")
+    inst_dir = root / "instructor"  # a copy, so the hash covers exactly what grading saw
+    shutil.copytree(ROOT / "tests" / "fixtures" / "course" / "attacks", inst_dir)
+    course.release(root / "release", inst_dir, package=False)
+    released = course.read_notebook(root / "release" / NAME)
+    inst = course.read_notebook(inst_dir / NAME)
+    home = Path(os.path.expanduser("~"))
+    outside = root / "outside"
+    outside.mkdir()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    listener.settimeout(1)
+    accepted = []
+
+    def accept():
+        for _ in range(600):
+            try:
+                accepted.append(listener.accept())
+            except (TimeoutError, OSError):
+                if getattr(listener, "_closed", False):
+                    return
+    threading.Thread(target=accept, daemon=True).start()
+    fill = dict(targets=[str(inst_dir / "pwned.txt"), str(root / "subs" / "m01_right" / "pwned"),
+                         str(outside / "pwned"), "/pwned", str(home / "pwned")],
+                inst=str(inst_dir / NAME), home=str(home), port=listener.getsockname()[1],
+                secret=" | ".join(secrets(inst_dir / NAME)))
+    subs = root / "subs"
+    right = solved(released, inst)
+    write(right, subs / "m01_right" / NAME)
+    write(released, subs / "z99_untouched" / NAME)
+    for student, code in ATTACKS.items():
+        nb = solved(released, inst)  # split heads right, attention attacked
+        cell(nb, "ex-attention")["source"] = code.format(**fill)
+        write(nb, subs / student / NAME)
+    before = {"inst": digest(inst_dir), "subs": digest(subs)}
+    os.environ["MINBERT_TEST_SECRET"] = "visible"  # must not reach a kernel
+    planted = home / ".minbert-test-secret"  # nor may anything in $HOME
+    planted.write_text("secret")
+    try:
+        honest = root / "honest"
+        for s in HONEST:
+            shutil.copytree(subs / s, honest / s)
+        base = course.grade(honest, root / "base" / "grades.csv", inst_dir, workers=0,
+                            cell_timeout=60, limits={"memory": 2048})
+        rows = course.grade(subs, root / "out" / "grades.csv", inst_dir, workers=2,
+                            cell_timeout=60, limits={"memory": 2048})
+    finally:
+        del os.environ["MINBERT_TEST_SECRET"]
+        planted.unlink()
+        listener._closed = True
+        listener.close()
+    after = {"inst": digest(inst_dir), "subs": digest(subs)}
+    return dict(root=root, rows=rows, base=base, before=before, after=after, accepted=accepted,
+                outside=outside, home=home, inst=inst_dir, fill=fill)
+
+
+def cell(nb, cid):
+    return next(c for c in nb["cells"] if c["id"] == cid)
+
+
+def solved(released, inst):
+    nb = copy.deepcopy(released)
+    for c in nb["cells"]:
+        if "exercise" in c["metadata"].get("tags", []):
+            c["source"] = cell(inst, c["id"])["source"]
+    return nb
+
+
+def write(nb, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(course.dumps_notebook(nb))
+
+
+def row(rows, student, check="check-attention"):
+    return next(r for r in rows if r["student"] == student and r["check"] == check)
+
+
+@pytest.mark.parametrize("student", sorted(ATTACKS))
+def test_attack_does_not_pass_unflagged(attack_class, student):
+    r = row(attack_class["rows"], student)
+    flagged = [w for w in r["warnings"] if " line " in w and w.startswith("exercise ")]
+    assert r["outcome"] != "pass" or flagged, r
+    assert row(attack_class["rows"], student, "check-split")["outcome"] == "pass" or \
+        student in ("a05_memory", "a06_fork_loop", "a07_output", "a01_cwd_module"), r
+    for text in [r["reason"], *r["warnings"]]:
+        assert len(text) <= guard.REASON_CHARS + 100
+        assert not [s for s in secrets(attack_class["inst"] / NAME) if s in text], text
+
+
+def test_in_kernel_attacks_are_flagged(attack_class):
+    """Attacks that work inside the kernel (patching a helper, the oracle, sys.modules, the
+    kernel; the finished code) are flagged on every check of the notebook, with the line."""
+    for student in ("a08_rebind_check", "a09_patch_helper", "a10_patch_oracle", "a11_sys_modules",
+                    "a12_run_cell", "a13_finished", "a15_env_report"):
+        for check in ("check-split", "check-attention"):
+            w = row(attack_class["rows"], student, check)["warnings"]
+            assert any(x.startswith("exercise ex-attention line ") for x in w), (student, w)
+
+
+def test_sandbox_blocks_files_network_limits(attack_class):
+    rows = attack_class["rows"]
+    assert "blocked: " in row(rows, "a02_write_outside")["reason"]
+    assert "blocked: " in row(rows, "a03_read_instructor")["reason"]
+    assert "blocked: " in row(rows, "a04_network")["reason"]
+    assert "blocked: home looks empty" in row(rows, "a16_read_home")["reason"]
+    assert "MemoryError" in row(rows, "a05_memory")["reason"]
+    assert row(rows, "a06_fork_loop")["outcome"] in ("error", "not-run"), row(rows, "a06_fork_loop")
+    assert "BlockingIOError" in row(rows, "a06_fork_loop")["reason"] or \
+        row(rows, "a06_fork_loop")["outcome"] == "not-run"
+    assert row(rows, "a07_output")["outcome"] == "fail"
+    assert row(rows, "a15_env_report")["outcome"] == "fail"  # the check still raised
+    assert row(rows, "a08_rebind_check")["outcome"] == "fail"  # re-imported by the grader
+    assert not attack_class["accepted"], "a kernel reached the host's 127.0.0.1"
+    assert not list(attack_class["outside"].iterdir())
+    assert not Path("/pwned").exists() and not (attack_class["home"] / "pwned").exists()
+
+
+def test_nothing_changed_and_nothing_left_behind(attack_class):
+    assert attack_class["after"] == attack_class["before"]  # instructor folder, submissions
+    assert not list(Path(attack_class["root"], "out").rglob("pwned*"))
+    fb = (attack_class["root"] / "out" / "feedback" / "a07_output.md").stat().st_size
+    assert fb < 10_000  # 50 MB of output never reached the feedback
+
+
+def test_honest_students_unchanged_by_the_attackers(attack_class):
+    mine = [r for r in attack_class["rows"] if r["student"] in HONEST]
+    assert mine == attack_class["base"]
+    assert {r["outcome"] for r in mine if r["student"] == "m01_right"} == {"pass"}
+
+
+def test_leaked_solution_text_is_withheld(attack_class):
+    r = row(attack_class["rows"], "a14_leak")
+    assert r["outcome"] != "pass" and "withheld" in r["reason"], r
+
+
+def test_strict_scores_flagged_checks_zero(attack_class, tmp_path):
+    root = attack_class["root"]
+    rows = course.grade_notebook("a09_patch_helper", attack_class["inst"] / NAME,
+                                 root / "subs" / "a09_patch_helper" / NAME, cell_timeout=60,
+                                 strict=True)
+    assert [(r["outcome"], r["score"]) for r in rows] == [("flagged", "0"), ("flagged", "0")]
+    assert rows[1]["reason"].startswith("--strict: exercise ex-attention line ")

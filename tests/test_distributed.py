@@ -111,8 +111,8 @@ def test_two_ranks_equal_one_process_with_the_global_batch(tiny, tiny_nodrop, da
     configs = {m: asdict(base(tiny_nodrop, data_root, mode=m)) for m in ("multitask", "pcgrad")}
     # and PCGrad with dropout on: batch shapes differ by rank, and so do the CPU random streams
     # that dropout draws from; the projection orders must not (distributed.mean_rows)
-    configs["pcgrad-dropout"] = asdict(base(tiny, data_root, mode="pcgrad", dropout=0.1,
-                                            tasks=("sst", "sts")))
+    # (3 tasks: with 2 the order of the "other" tasks is no choice)
+    configs["pcgrad-dropout"] = asdict(base(tiny, data_root, mode="pcgrad", dropout=0.1))
     proc = torchrun(tmp_path / "ddp", configs)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in configs:  # every rank ends with the same weights

@@ -12,6 +12,7 @@ import nbformat
 import pytest
 
 from minbert import course
+from minbert.course import guard
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "course" / "notebooks"
@@ -386,3 +387,105 @@ def test_real_class_of_three_sequential_equals_parallel(tmp_path, data_root):
     assert {o for (s, n, _), o in out.items() if s == "bob" and n == "02"} == {"missing-file"}
     assert {o for (s, n, _), o in out.items() if s == "cy" and n == "01"} == {"pass"}
     assert "pass" not in {o for (s, n, _), o in out.items() if s == "cy" and n == "02"}
+
+
+# --- LMS files, --only, progress, the student's check, the hand-out folder --------------------
+
+# Gradescope's documented keys (gradescope-autograders.readthedocs.io, "Autograder
+# Specifications", results.json), written out here independently of minbert.course.reports
+GS_TOP = {"score", "execution_time", "output", "output_format", "test_output_format",
+          "test_name_format", "visibility", "stdout_visibility", "extra_data", "tests",
+          "leaderboard"}
+GS_TEST = {"score", "max_score", "status", "name", "name_format", "number", "output",
+           "output_format", "tags", "visibility", "extra_data"}
+GS_VISIBILITY = {"hidden", "after_due_date", "after_published", "visible"}
+
+
+def test_gradescope_results_json_has_the_documented_keys(graded_class):
+    folder, _ = graded_class[0]
+    rows = list(csv.DictReader(open(folder / "grades.csv")))
+    for student in ("ada", "bob", "cy"):
+        res = json.loads((folder / "gradescope" / student / "results.json").read_text())
+        assert set(res) <= GS_TOP and res["visibility"] in GS_VISIBILITY
+        mine = [r for r in rows if r["student"] == student]
+        assert len(res["tests"]) == len(mine)
+        for t, r in zip(res["tests"], mine):
+            assert set(t) <= GS_TEST and {"name", "score", "max_score", "output"} <= set(t)
+            assert t["name"] == f"{r['notebook']}: {r['check']}"
+            assert (t["score"], t["max_score"]) == (float(r["score"]), float(r["points"]))
+            assert t["status"] == ("passed" if r["outcome"] == "pass" else "failed")
+            assert r["outcome"] in t["output"]
+        assert res["score"] == sum(float(r["score"]) for r in mine)
+    cy = json.loads((folder / "gradescope" / "cy" / "results.json").read_text())
+    assert cy["score"] == 1 and cy["tests"][3]["output"].startswith("fail: AssertionError: hidden")
+
+
+def test_gradebook_csv_one_row_per_student(graded_class):
+    folder, _ = graded_class[0]
+    assert (folder / "gradebook.csv").read_text() == (
+        "Student,SIS Login ID,01_sum (3),02_scale (4)\n"
+        "ada,ada,3,4\nbob,bob,0,0\ncy,cy,0,1\n")
+
+
+def test_only_grades_the_assigned_notebooks_with_progress(released, tmp_path, capsys):
+    subs = make_class(released, tmp_path)
+    assert course.main(["grade", str(subs), "--out", str(tmp_path / "g" / "grades.csv"),
+                        "--notebooks", str(FIXTURES), "--only", "02", "-n", "2"]) == 0
+    out = capsys.readouterr()
+    assert sorted(ln.split(" ", 2)[2] for ln in out.err.splitlines() if ln.startswith("graded ")) \
+        == ["ada/02_scale.ipynb", "bob/02_scale.ipynb", "cy/02_scale.ipynb"]
+    assert "graded 3/3 " in out.err
+    rows = list(csv.DictReader(open(tmp_path / "g" / "grades.csv")))
+    assert {r["notebook"] for r in rows} == {"02_scale.ipynb"}
+    assert course.totals_table(rows).splitlines()[1:] == [
+        "ada            4        4", "bob            0        4", "cy             1        4"]
+    assert course.main(["grade", str(subs), "--out", str(tmp_path / "x.csv"),
+                        "--notebooks", str(FIXTURES), "--only", "09"]) == 1
+    assert "--only 09: no such notebook" in capsys.readouterr().err
+
+
+def test_student_check_prints_visible_verdicts_and_total(tmp_path, capsys):
+    """`course check` on an instructor copy with two answers changed: a wrong one fails; one
+    that is wrong only on the hidden input passes, since hidden checks are not run."""
+    nb = load(FIXTURES / "01_sum.ipynb")
+    cell(nb, "ex-add")["source"] = "def add(a, b):\n    return abs(a) + b  # fails add(-1, 1) only"
+    cell(nb, "ex-mean")["source"] = "def mean(xs):\n    return sum(xs)"
+    save(nb, tmp_path / "mine" / "01_sum.ipynb")
+    assert course.main(["check", str(tmp_path / "mine" / "01_sum.ipynb")]) == 1
+    lines = [ln.split() for ln in capsys.readouterr().out.splitlines()]
+    assert lines[1][:5] == ["pass", "2", "/", "2", "check-add"]
+    assert lines[2][:5] == ["fail", "0", "/", "1", "check-mean"]
+    assert " ".join(lines[3]).startswith("Total: 2 / 3")
+    save(solved(load(FIXTURES / "01_sum.ipynb"), load(FIXTURES / "01_sum.ipynb")),
+         tmp_path / "ok" / "01_sum.ipynb")
+    assert course.main(["check", str(tmp_path / "ok" / "01_sum.ipynb")]) == 0
+
+
+def test_release_is_a_complete_world_readable_student_folder(tmp_path):
+    """The hand-out folder: released notebooks, the package, data instructions, a README; no
+    marker, hidden-check line or solution line of any notebook in its notebooks, no hidden
+    line anywhere, every file readable by others."""
+    source = ROOT / "notebooks" if REAL else FIXTURES
+    course.release(tmp_path / "out", source)
+    out = tmp_path / "out"
+    assert (out / "minbert" / "__init__.py").exists() and (out / "README.md").exists()
+    assert (out / "data" / "README.md").exists() and (out / "minbert" / "course" / "cli.py").exists()
+    hidden, solution, visible = set(), set(), ""
+    for nb in course.numbered_notebooks(source):
+        for c in load(nb)["cells"]:
+            tags = c["metadata"].get("tags", [])
+            hidden |= guard.secret_lines(c["source"]) if "check" in tags else set()
+            solution |= guard.secret_lines(c["source"]) if "exercise" in tags else set()
+            visible += course.student_source(c) + "\n"
+    solution = {s for s in solution if s not in visible}  # e.g. `loss.backward()` in a hint
+    assert hidden and solution
+    for p in out.rglob("*"):
+        assert p.stat().st_mode & 0o004, p  # readable by others
+        if p.is_file() and p.suffix in (".py", ".ipynb", ".md"):
+            text = p.read_text(encoding="utf-8")
+            assert not any(m in text for m in course.MARKERS) or p.suffix == ".py" and \
+                "course" in p.parts, p  # the grader's own code names the markers
+            assert not [h for h in hidden if h in text], p
+            if p.suffix == ".ipynb":
+                assert not [s for s in solution if json.dumps(s)[1:-1] in text], p
+    assert not list(out.rglob("*.pyc")) and not (out / "notebooks").exists()

@@ -489,3 +489,21 @@ def test_release_is_a_complete_world_readable_student_folder(tmp_path):
             if p.suffix == ".ipynb":
                 assert not [s for s in solution if json.dumps(s)[1:-1] in text], p
     assert not list(out.rglob("*.pyc")) and not (out / "notebooks").exists()
+
+
+def test_guard_never_flags_the_solutions_or_the_stubs():
+    """Every exercise of every notebook, as solved in the instructor copy and as released,
+    passes the guard; a one-line patch in the same cell is flagged with its line."""
+    notebooks = REAL or course.numbered_notebooks(FIXTURES)
+    for nb in notebooks:
+        inst = load(nb)
+        ctx = guard.Context(inst)
+        for c in inst["cells"]:
+            if "exercise" in c["metadata"].get("tags", []):
+                assert guard.flags(c["id"], c["source"], ctx) == [], (nb.name, c["id"])
+                assert guard.flags(c["id"], course.student_source(c), ctx) == [], (nb.name, c["id"])
+                patched = c["source"] + "\nimport torch\ntorch.allclose = lambda *a, **k: True"
+                n = len(patched.splitlines())
+                assert guard.flags(c["id"], patched, ctx) == [
+                    f"exercise {c['id']} line {n}: assigns into `torch.allclose`, which it did not "
+                    "make (a module attribute or a name the checks use)"], (nb.name, c["id"])

@@ -102,7 +102,9 @@ def run_jobs(jobs: list[Job], workers: int = 0, cell_timeout: float = 120,
         paths = [prepare(root, i, job, limits, sandbox) for i, job in enumerate(jobs)]
         expect = {p.parent.parent.name: {"label": j.label, "cells": sum(
             c["cell_type"] == "code" for c in j.nb["cells"])} for p, j in zip(paths, jobs)}
-        env = {**os.environ, "JUPYTER_PATH": str(root), "JUPYTER_RUNTIME_DIR": str(root / "rt"),
+        env = {k: v for k, v in os.environ.items()  # not an outer pytest's worker variables
+               if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
+        env = {**env, "JUPYTER_PATH": str(root), "JUPYTER_RUNTIME_DIR": str(root / "rt"),
                "MINBERT_PROGRESS": json.dumps(expect), "PYTEST_ADDOPTS": "",
                "MINBERT_CHECKS": "raise", "MINBERT_CI": "1"}
         tail = stream(pytest_argv(paths, root, workers, cell_timeout, notebook_timeout), env,

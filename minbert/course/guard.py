@@ -131,15 +131,18 @@ class Context:
     def _imports(self, node):
         mod = getattr(node, "module", None) or ""
         for a in node.names:
-            name = (a.asname or a.name).split(".")[0]
-            if isinstance(node, ast.ImportFrom):
-                stmt = f"from {'.' * node.level}{mod} import {a.name}" + \
-                       (f" as {a.asname}" if a.asname else "")
-            else:
-                stmt = f"import {a.name}" + (f" as {a.asname}" if a.asname else "")
+            name, stmt = import_stmt(node, a)
             self.imports.setdefault(name, stmt)
             if (mod or a.name).split(".")[0] == PACKAGE:
                 self.package.add(name)
+
+
+def import_stmt(node, a) -> tuple[str, str]:
+    """(the name bound, the statement binding it alone) for alias `a` of an import."""
+    as_ = f" as {a.asname}" if a.asname else ""
+    if isinstance(node, ast.ImportFrom):
+        return a.asname or a.name, f"from {'.' * node.level}{node.module or ''} import {a.name}{as_}"
+    return (a.asname or a.name).split(".")[0], f"import {a.name}{as_}"
 
 
 def secret_lines(source: str) -> set:
@@ -277,16 +280,21 @@ class Walker(ast.NodeVisitor):
 
     visit_Nonlocal = visit_Global
 
+    def rebind_import(self, node, a):
+        name, stmt = import_stmt(node, a)
+        if self.ctx.imports.get(name) != stmt:  # `import torch` again binds the same module
+            self.check_rebind(node, name)
+
     def visit_Import(self, node):
         for a in node.names:
             self.check_module(node, a.name)
-            self.check_rebind(node, (a.asname or a.name).split(".")[0])
+            self.rebind_import(node, a)
         self.generic_visit(node)
 
     def visit_ImportFrom(self, node):
         self.check_module(node, node.module or "")
         for a in node.names:
-            self.check_rebind(node, a.asname or a.name)
+            self.rebind_import(node, a)
             if a.name in ORACLES and a.name not in self.allowed:
                 self.hit(node, f"imports `{a.name}`, an oracle of the checks")
 

@@ -311,6 +311,7 @@ def main(argv=None):
     r.add_argument("--no-progress", action="store_true")
     t = sub.add_parser("table", help="print the results table")
     t.add_argument("--results", default="results")
+    t.add_argument("--markdown", action="store_true", help="a Markdown table (for the README)")
     s = sub.add_parser("show", help="rows x settings")
     s.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     a = p.parse_args(argv)
@@ -322,9 +323,15 @@ def main(argv=None):
                  progress=not a.no_progress)
     elif a.cmd == "table":
         df = load_results(a.results)
-        with pd.option_context("display.width", 250, "display.max_columns", 30):
-            print(format_table(summary_table(df)).to_string(index=False) if len(df)
-                  else f"no results under {a.results}")
+        table = format_table(summary_table(df)) if len(df) else None
+        if table is None:
+            print(f"no results under {a.results}")
+        elif a.markdown:  # pipes inside cells do not occur: numbers, names, "-"
+            print("\n".join("| " + " | ".join(map(str, r)) + " |" for r in
+                            [table.columns, ["---"] * len(table.columns), *table.values]))
+        else:
+            with pd.option_context("display.width", 250, "display.max_columns", 30):
+                print(table.to_string(index=False))
     else:
         print(show(a.preset))
 

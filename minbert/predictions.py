@@ -143,8 +143,10 @@ def records(model, task, loader, examples, device="cpu") -> list[dict]:
 
 
 def record(ex, pred, confidence, task) -> dict:
-    """One prediction as the result JSONs store it (rounded to 4 digits)."""
-    gold = float(ex.label) if task == "sts" else int(ex.label)
-    pred = round(float(pred), 4) if task == "sts" else int(pred)
+    """One prediction as the result JSONs store it. STS gold and prediction are the float32
+    values the loader and the model give, unrounded (JSON keeps a float exactly), so the
+    metric of the stored pairs is the reported one, bit for bit; confidence: 4 digits."""
+    gold = float(torch.tensor(float(ex.label)).item()) if task == "sts" else int(ex.label)
+    pred = float(pred) if task == "sts" else int(pred)
     return {"id": ex.id, "sentence1": ex.text, "sentence2": ex.text2, "gold": gold, "pred": pred,
             "confidence": None if confidence is None else round(float(confidence), 4)}

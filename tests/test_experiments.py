@@ -8,6 +8,7 @@ import pytest
 
 import minbert.experiments as E
 from minbert import plan, plots
+from minbert.metrics import METRIC, metric
 from minbert import results as R
 
 KEYS = {"schema", "row", "name", "description", "preset", "dry_run", "seed", "config", "mlm",
@@ -77,6 +78,9 @@ def test_run_skip_and_read(tiny, data_root, tmp_path, capsys):
         p = r["predictions"]["quora"][0]
         assert set(p) == {"id", "sentence1", "sentence2", "gold", "pred", "confidence"}
         assert len(r["predictions"]["sst"]) == 16
+        for t, preds in r["predictions"].items():  # the stored pairs give the reported metric
+            m = metric(t, [p["pred"] for p in preds], [p["gold"] for p in preds])
+            assert m == r["dev"][t][METRIC[t]], (f.name, t)
     r2 = json.loads(files[1].read_text())
     assert r2["config"]["model"] == str(tiny) and len(r2["history"]) == 2
     assert r2["conflict"] and "sst-quora" in r2["conflict"][0]

@@ -100,3 +100,24 @@ def test_learning_table_floors_by_hand():
     assert t.loc[2, "sst floor"] == 0.75 and t.loc[2, "quora floor"] == 0.5
     assert t.loc[2, "learns"] and t.loc[2, "below zero-shot"] == "sts"
     assert not t.loc[4, "learns"] and t.loc[4, "below zero-shot"] == "sst"
+
+
+def test_committed_results_reproduce_from_their_predictions():
+    """Every committed result JSON: the dev metric recomputed from its stored (gold, pred)
+    pairs, with scipy / numpy as the oracle, is the reported one, and the dev sets are whole."""
+    import json
+    from pathlib import Path
+    files = sorted((Path(__file__).parents[1] / "results").rglob("row*-seed*.json"))
+    if not files:
+        pytest.skip("no committed results")
+    full = {"sst": 1101, "quora": 3970, "sts": 863}
+    for f in files:
+        r = json.loads(f.read_text())
+        for t, preds in r["predictions"].items():
+            gold = np.array([p["gold"] for p in preds])
+            pred = np.array([p["pred"] for p in preds])
+            got = pearsonr(pred, gold)[0] if t == "sts" else float(np.mean(pred == gold))
+            want = r["dev"][t]["pearson" if t == "sts" else "acc"]
+            assert got == pytest.approx(want, abs=1e-12), (f.name, t)
+            if r["preset"] == "cpu":
+                assert len(preds) == full[t] == len({p["id"] for p in preds}), (f.name, t)

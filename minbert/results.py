@@ -289,10 +289,12 @@ def pcgrad_verdict(sig) -> str:
     what = ("PCGrad is better than the baseline" if v["low"] > 0 else
             "PCGrad is worse than the baseline" if v["high"] < 0 else
             "no difference between PCGrad and the baseline can be told apart from noise")
-    holds = "holds" if v["low"] > 0 else "does not hold"
+    holds = ("holds here" if v["low"] > 0 else "is contradicted here" if v["high"] < 0 else
+             "is not supported here (one seed: the interval covers the dev sample, not seeds)"
+             if v["seeds"] < 2 else "is not supported here")
     return (f"PCGrad minus baseline, simple mean: {v['diff']:+.3f} ± {v['std']:.3f} over "
             f"{v['seeds']} seed(s), 95% interval [{v['low']:+.3f}, {v['high']:+.3f}]: {what}; "
-            f"the seed's claim (+0.012) {holds} here.")
+            f"the seed's claim (PCGrad +0.012 better) {holds}.")
 
 
 # ------------------------------------------------------------- does every row learn?

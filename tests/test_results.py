@@ -68,7 +68,7 @@ def test_significance_table_and_pcgrad_verdict():
     words = R.pcgrad_verdict(sig)
     assert "+0.167" in words and "PCGrad is better" in words and "holds here" in words
     flipped = sig.assign(diff=-sig["diff"], low=-sig["high"], high=-sig["low"])
-    assert "does not hold" in R.pcgrad_verdict(flipped) and "worse" in R.pcgrad_verdict(flipped)
+    assert "contradicted" in R.pcgrad_verdict(flipped) and "worse" in R.pcgrad_verdict(flipped)
     assert "not run" in R.pcgrad_verdict(sig.iloc[0:0])
 
 

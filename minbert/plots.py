@@ -118,13 +118,13 @@ def plot_overview(df, preset, path=None, seed=0):
     runs = df[(df["preset"] == preset) & (df["seed"] == seed)] if len(df) else df
     runs = runs[[bool(h) for h in runs["history"]]] if len(runs) else runs
     fig, axes = plt.subplots(1, 4, figsize=(15.6, 4.6))
-    cmap = matplotlib.colormaps["tab20"]
-    for k, (_, r) in enumerate(runs.iterrows()):
+    cmap = matplotlib.colormaps["tab20"]  # one colour per row, by row number
+    for _, r in runs.iterrows():
         h = r["history"]
         for ax, t in zip(axes, TASKS):
             if t in h[0]["dev"]:
                 ax.plot([e["epoch"] for e in h], [e["dev"][t][METRIC[t]] for e in h], "-o",
-                        ms=2.5, color=cmap(k % 20), label=f"{r['row']} {r['name']}")
+                        ms=2.5, color=cmap(int(r["row"]) % 20), label=f"{r['row']} {r['name']}")
     for ax, t in zip(axes, TASKS):
         ax.set(title=f"dev {t} {METRIC[t]} ({preset}, seed {seed})", xlabel="epoch")
     gaps = [(f"{r['row']}", {t: r["history"][-1]["train"][t][METRIC[t]]
@@ -138,7 +138,12 @@ def plot_overview(df, preset, path=None, seed=0):
     axes[3].set(title="final train - dev gap", xlabel="row", xticks=range(len(gaps)),
                 xticklabels=[name for name, _ in gaps])
     axes[3].legend(fontsize=8)
-    handles, labels = axes[0].get_legend_handles_labels()
+    seen = {}  # every row once, whichever panel it is drawn in
+    for ax in axes[:3]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    labels = sorted(seen, key=lambda lab: int(lab.split()[0]))
+    handles = [seen[lab] for lab in labels]
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8) or 1, fontsize=8)
     fig.tight_layout(rect=(0, 0.14, 1, 1))
     return _save(fig, path)

@@ -41,6 +41,7 @@ def check_mean_pool(fn, *, hidden=False, seed=0):
         assert torch.allclose(got, want, atol=1e-5), \
             "my_mean_pool differs from sentence-transformers' Pooling(mean): average over the tokens with mask 1 only"
         return
+    # BEGIN HIDDEN CHECK (the student release keeps only a raise: minbert.course.releasing)
     # by hand: the padded third token must not count
     h = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
     assert torch.allclose(_call(fn, h, torch.tensor([[1, 1, 0]])), torch.tensor([[2.0, 3.0]])), \
@@ -49,6 +50,7 @@ def check_mean_pool(fn, *, hidden=False, seed=0):
     longer = torch.cat([states, torch.full((3, 3, 8), -9.0)], dim=1)
     longer_mask = torch.cat([mask, torch.zeros(3, 3, dtype=mask.dtype)], dim=1)
     assert torch.allclose(_call(fn, longer, longer_mask), want, atol=1e-5), "extra padding changed the result"
+    # END HIDDEN CHECK
 
 
 class _GivenEmbeddings(nn.Module):
@@ -79,6 +81,7 @@ def check_cosine_mse(fn, *, hidden=False, seed=0):
             f"my_cosine_mse_loss = {got.item():.6f}, sentence-transformers says {want.item():.6f}. "
             "Did you divide the score by 5, and take the mean (not the sum) over the batch?")
         return
+    # BEGIN HIDDEN CHECK (the student release keeps only a raise: minbert.course.releasing)
     # by hand: cosines 0, 1/sqrt(2), -1 against targets 0, 1, 0.5
     u2 = torch.tensor([[1.0, 0.0], [1.0, 0.0], [3.0, 4.0]])
     v2 = torch.tensor([[0.0, 2.0], [1.0, 1.0], [-3.0, -4.0]])
@@ -94,3 +97,4 @@ def check_cosine_mse(fn, *, hidden=False, seed=0):
     _oracle_loss(ub, vb, score).backward()
     assert ua.grad is not None and torch.allclose(ua.grad, ub.grad, atol=1e-6), "gradient w.r.t. u differs"
     assert va.grad is not None and torch.allclose(va.grad, vb.grad, atol=1e-6), "gradient w.r.t. v differs"
+    # END HIDDEN CHECK

@@ -130,6 +130,34 @@ def copy_package(out: Path) -> None:
     tmp = out / ".minbert.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(PACKAGE, tmp, ignore=SKIP)
+    for p in (tmp / "checks").glob("*.py"):
+        p.write_text(strip_hidden(p.read_text(encoding="utf-8"), p.name), encoding="utf-8")
     for p in [tmp, *tmp.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
     files.replace_dir(tmp, out / "minbert")
+
+
+HIDDEN_BEGIN, HIDDEN_END = "# BEGIN HIDDEN CHECK", "# END HIDDEN CHECK"
+
+
+def strip_hidden(source: str, name: str = "module") -> str:
+    """A check module for the student release: each `# BEGIN HIDDEN CHECK` ... `# END HIDDEN
+    CHECK` block (the hidden half of a check: its inputs and expected values) becomes one
+    `raise`, so the hand-out holds no hidden check; the grader imports the instructor's copy."""
+    out, inside = [], False
+    for number, line in enumerate(source.splitlines(), start=1):
+        if line.strip().startswith(HIDDEN_BEGIN):
+            if inside:
+                raise ValueError(f"{name}, line {number}: {HIDDEN_BEGIN} inside another block")
+            inside = True
+            out.append(line[:len(line) - len(line.lstrip())] + 'raise RuntimeError("the hidden '
+                       'half of this check runs in the instructor\'s grader only")')
+        elif line.strip().startswith(HIDDEN_END):
+            if not inside:
+                raise ValueError(f"{name}, line {number}: {HIDDEN_END} without {HIDDEN_BEGIN}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{name}: {HIDDEN_BEGIN} never closed by {HIDDEN_END}")
+    return "\n".join(out) + "\n"

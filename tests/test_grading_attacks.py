@@ -14,13 +14,14 @@ import hashlib
 import os
 import shutil
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
 from minbert import course
-from minbert.course import guard
+from minbert.course import guard, sandbox
 from minbert.course.sandbox import bwrap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,3 +251,22 @@ def test_strict_scores_flagged_checks_zero(attack_class, tmp_path):
                                  strict=True)
     assert [(r["outcome"], r["score"]) for r in rows] == [("flagged", "0"), ("flagged", "0")]
     assert rows[1]["reason"].startswith("--strict: exercise ex-attention line ")
+
+
+def test_sandbox_keeps_what_the_kernel_needs_under_tmp(tmp_path, monkeypatch):
+    """A course cloned with `mktemp -d` lives under /tmp, which the sandbox replaces with a
+    private tmpfs: what the kernel needs there (here the data folder) is bound back read-only,
+    everything else under /tmp stays hidden. (A fresh clone under /tmp failed every grading
+    test before this.)"""
+    if not str(tmp_path.resolve()).startswith("/tmp/"):
+        pytest.skip("pytest's tmp_path is not under /tmp here")
+    data, work = tmp_path / "data", tmp_path / "work"
+    data.mkdir(), work.mkdir()
+    (data / "sst.csv").write_text("seen\n")
+    (tmp_path / "secret.txt").write_text("hidden\n")
+    monkeypatch.setenv("MINBERT_DATA", str(data))
+    cfg = sandbox.job_config(work, [], {}, None, True)
+    out = subprocess.run(sandbox.bwrap_argv(cfg) + [
+        "sh", "-c", f"cat {data}/sst.csv; ls {tmp_path}; touch {data}/x || echo read-only"],
+        capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["seen", "data", "work", "read-only"], out

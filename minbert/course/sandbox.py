@@ -99,22 +99,29 @@ def passable(argv: list, path: str, under: str) -> None:
             argv += ["--perms", "0711", "--dir", str(parent)]
 
 
+def reveal(argv: list, h: str) -> None:
+    """Bind back, read-only, what the kernel needs inside the hidden folder h (e.g. Python
+    under $HOME, or a course cloned under /tmp): the rest of h stays hidden."""
+    for n in needed():
+        if inside(n, h) and n != h:
+            passable(argv, n, h)
+            argv += ["--ro-bind", n, n]
+
+
 def bwrap_argv(cfg: dict, tmp_mb: int = 512) -> list[str]:
     work = cfg["work"]
     argv = [bwrap(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
             "--perms", "1777", "--size", str(tmp_mb * MB), "--tmpfs", "/tmp",
             "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--hostname", "sandbox"]
-    hidden = []
+    reveal(argv, "/tmp")  # a checkout or venv under /tmp (mktemp -d) must stay visible
+    hidden = ["/tmp"]
     for h in dict.fromkeys(os.path.realpath(h) for h in cfg["hide"]):
         if not os.path.isdir(h):
             continue
         argv += ["--perms", "0755", "--tmpfs", h]
         hidden.append(h)
-        for n in needed():  # e.g. Python under $HOME: hide the rest of $HOME
-            if inside(n, h) and n != h:
-                passable(argv, n, h)
-                argv += ["--ro-bind", n, n]
+        reveal(argv, h)
     for h in hidden:
         if inside(work, h):
             passable(argv, work, h)

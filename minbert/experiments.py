@@ -108,8 +108,8 @@ ROWS = dict(sorted(ROWS.items()))
 # mlm: overrides of MLM_PRESETS for rows 11 and 13.
 SEED_BASELINE = dict(mode="multitask", encoder="finetune", epochs=10, lr=1e-5,
                      batch_size=8, dropout=0.3)  # the seed's row 2 (CS224N defaults)
-# The course baseline: what learns on 2 CPU cores in ~25 min a row (benchmarks/README.md,
-# "Tuning the cpu preset": a sweep on held-out train, never dev).
+# The course baseline: learns on 2 CPU cores (row 2: 24.5 min with 2 threads on a quiet box,
+# 49 with 1 under load; benchmarks/README.md "Tuning the cpu preset": held-out train, not dev).
 COURSE_BASELINE = dict(mode="multitask", encoder="finetune", epochs=2, evals_per_epoch=2,
                        lr=5e-5, head_lr=1e-3, pooling="mean", pair_mode="separate",
                        batch_size=32, dropout=0.1, model="minilm-l6", device="cpu",

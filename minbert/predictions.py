@@ -146,7 +146,7 @@ def record(ex, pred, confidence, task) -> dict:
     """One prediction as the result JSONs store it. STS gold and prediction are the float32
     values the loader and the model give, unrounded (JSON keeps a float exactly), so the
     metric of the stored pairs is the reported one, bit for bit; confidence: 4 digits."""
-    gold = float(torch.tensor(float(ex.label)).item()) if task == "sts" else int(ex.label)
+    gold = torch.tensor(float(ex.label)).item() if task == "sts" else int(ex.label)  # float32
     pred = float(pred) if task == "sts" else int(pred)
     return {"id": ex.id, "sentence1": ex.text, "sentence2": ex.text2, "gold": gold, "pred": pred,
             "confidence": None if confidence is None else round(float(confidence), 4)}

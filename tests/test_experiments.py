@@ -58,7 +58,15 @@ def test_every_row_has_a_config_in_every_preset():
             assert got == {k: v for k, v in want.items() if b[k] != v}, (preset, row, got)
     s14 = E.row_config(14, 0, cpu)
     assert (s14.lr, s14.head_lr, s14.pooling, s14.batch_size) == (1e-5, None, "pooler", 8)
-    assert "MLM v2" in E.show("cpu") and plan.estimate_seconds("cpu")[2] > 0
+    assert "MLM v2" in E.show("cpu")
+
+
+def test_plan_counts_sentence_passes():
+    """Row 8 (STS alone) by hand: 189 batches of 32 pairs x 2 epochs x 2 sentences, plus the 863
+    dev pairs at 5 curve points, forward only (a third); row 7 encodes train + dev once."""
+    est = plan.estimate_seconds("cpu", rows=[7, 8], threads=1)
+    assert est[8] == pytest.approx(0.018 * (189 * 32 * 2 * 2 + 863 * 2 * 5 / 3))
+    assert est[7] == pytest.approx(0.018 * (6040 + 863) * 2 / 3)
 
 
 def test_run_skip_and_read(tiny, data_root, tmp_path, capsys):

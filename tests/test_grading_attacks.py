@@ -256,17 +256,19 @@ def test_strict_scores_flagged_checks_zero(attack_class, tmp_path):
 def test_sandbox_keeps_what_the_kernel_needs_under_tmp(tmp_path, monkeypatch):
     """A course cloned with `mktemp -d` lives under /tmp, which the sandbox replaces with a
     private tmpfs: what the kernel needs there (here the data folder) is bound back read-only,
-    everything else under /tmp stays hidden. (A fresh clone under /tmp failed every grading
-    test before this.)"""
+    everything else under /tmp stays hidden, also when the kernel is handed it through a symlink
+    (a fresh clone under /tmp failed every grading test before this, then the real notebooks'
+    setup cells when $MINBERT_DATA went through a symlink there)."""
     if not str(tmp_path.resolve()).startswith("/tmp/"):
         pytest.skip("pytest's tmp_path is not under /tmp here")
-    data, work = tmp_path / "data", tmp_path / "work"
-    data.mkdir(), work.mkdir()
-    (data / "sst.csv").write_text("seen\n")
+    real, data, work = tmp_path / "real", tmp_path / "shared", tmp_path / "work"
+    real.mkdir(), work.mkdir()
+    data.symlink_to(real)  # as .ci/run hands it over: ../shared/data through a symlink
+    (real / "sst.csv").write_text("seen\n")
     (tmp_path / "secret.txt").write_text("hidden\n")
     monkeypatch.setenv("MINBERT_DATA", str(data))
     cfg = sandbox.job_config(work, [], {}, None, True)
     out = subprocess.run(sandbox.bwrap_argv(cfg) + [
         "sh", "-c", f"cat {data}/sst.csv; ls {tmp_path}; touch {data}/x || echo read-only"],
         capture_output=True, text=True, timeout=60)
-    assert out.stdout.split() == ["seen", "data", "work", "read-only"], out
+    assert out.stdout.split() == ["seen", "real", "shared", "work", "read-only"], out

@@ -75,11 +75,16 @@ def kernel_env(work: str) -> dict:
     return env
 
 
+def needed_paths() -> list[tuple[str, str]]:
+    """What the kernel must still see inside a hidden folder (Python, the package, the data),
+    as (real path, the path it is handed): CI's MINBERT_DATA may be a symlink under /tmp."""
+    return [(os.path.realpath(n), os.path.abspath(n))
+            for n in (sys.prefix, sys.base_prefix, str(Path(__file__).resolve().parents[2]),
+                      os.environ.get("MINBERT_DATA", "")) if n]
+
+
 def needed() -> list[str]:
-    """What the kernel must still see inside a hidden folder: Python, the package, the data."""
-    return [os.path.realpath(n) for n in (sys.prefix, sys.base_prefix,
-                                          str(Path(__file__).resolve().parents[2]),
-                                          os.environ.get("MINBERT_DATA", "")) if n]
+    return [real for real, _ in needed_paths()]
 
 
 def inside(path: str, folder: str) -> bool:
@@ -102,10 +107,11 @@ def passable(argv: list, path: str, under: str) -> None:
 def reveal(argv: list, h: str) -> None:
     """Bind back, read-only, what the kernel needs inside the hidden folder h (e.g. Python
     under $HOME, or a course cloned under /tmp): the rest of h stays hidden."""
-    for n in needed():
-        if inside(n, h) and n != h:
-            passable(argv, n, h)
-            argv += ["--ro-bind", n, n]
+    for real, given in needed_paths():
+        for n in dict.fromkeys((real, given)):  # a symlink's target at the link's path too
+            if inside(n, h) and n != h:
+                passable(argv, n, h)
+                argv += ["--ro-bind", real, n]
 
 
 def bwrap_argv(cfg: dict, tmp_mb: int = 512) -> list[str]:

@@ -37,6 +37,9 @@ CONFIGS = {  # name -> flags added to BASE (later flags win)
     "B": ["--pair-mode", "joint"],                    # pairs as one [CLS] a [SEP] b [SEP]
     "C": ["--pair-mode", "separate", "--lr", "1e-4"],
     "D": ["--pair-mode", "separate", "--head-lr", "3e-3"],
+    # every Quora batch once an epoch (A: the shortest loader, STS's, sets the rounds, so
+    # Quora sees ~37 % of its pairs an epoch); 1.7x A's steps an epoch, hence 2 epochs
+    "E": ["--pair-mode", "separate", "--schedule", "spread", "--epochs", "2"],
 }
 
 

@@ -6,9 +6,12 @@
 
 Summaries of one row of the results table: the seed report's "Average" is the simple mean
 of (SST acc, Quora acc, STS r); the CS224N leaderboard's overall score maps r from [-1, 1]
-to [0, 1] first: (SST + Quora + (STS + 1) / 2) / 3.
+to [0, 1] first: (SST + Quora + (STS + 1) / 2) / 3. Training batches: `EpochScores` (the
+"train" numbers of the curves) and `check_finite` (the guard on every task loss).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy.stats import pearsonr
@@ -66,5 +69,14 @@ class EpochScores:
         return {t: f"{s['loss'] / max(s['n'], 1):.3f}" for t, s in self.s.items()}
 
     def summary(self) -> dict:
-        return {t: {"loss": s["loss"] / max(s["n"], 1), METRIC[t]: metric(t, s["pred"], s["gold"]),
-                    "batches": s["n"]} for t, s in self.s.items()}
+        """Per task with batches (schedule 'spread': a task may have none between two points)."""
+        return {t: {"loss": s["loss"] / s["n"], METRIC[t]: metric(t, s["pred"], s["gold"]),
+                    "batches": s["n"]} for t, s in self.s.items() if s["n"]}
+
+
+def check_finite(loss, task, step, epoch):
+    if not math.isfinite(loss.item()):
+        raise FloatingPointError(
+            f"non-finite loss ({loss.item()}) for task {task!r} at step {step} "
+            f"(epoch {epoch + 1}); the run stops here, the last checkpoint is the previous "
+            "epoch's. Lower the learning rate or check the data.")

@@ -43,9 +43,11 @@ def estimate_seconds(preset: str, rows=None, threads: int = 2) -> dict:
         if ROWS[row].changes is None:  # zero-shot: embed Quora train and every dev set
             out[row] = per * FORWARD * (size("train", c, "quora") * 2 + dev)
             continue
-        rounds = min(-(-size("train", c, t) // c.batch_size) for t in c.tasks)
-        rounds = min(rounds, c.max_batches_per_task or rounds) * c.epochs
-        passes = rounds * c.batch_size * sum(PASSES[t] for t in c.tasks)
+        batches = {t: -(-size("train", c, t) // c.batch_size) for t in c.tasks}
+        rounds = (max if c.schedule == "spread" else min)(batches.values())
+        rounds = min(rounds, c.max_batches_per_task or rounds)  # each task: min(its, rounds)
+        passes = c.epochs * c.batch_size * sum(PASSES[t] * min(n, rounds)
+                                               for t, n in batches.items())
         points = c.epochs * c.evals_per_epoch + 1
         if c.encoder == "frozen":  # encoded once (minbert.frozen); the heads cost next to nothing
             sec = per * FORWARD * (every + dev)

@@ -9,15 +9,16 @@ Modes (CS224N default project; Yu et al. 2020 for PCGrad):
              on the shared encoder, ONE step per round.
 `encoder`: "finetune" (every weight trains) or "frozen" (the heads alone; frozen.py).
 
-An epoch is R rounds, R = the length of the SHORTEST task loader (capped by
-`max_batches_per_task`): every task gets the same number of steps, no loader is cycled,
-and each epoch reshuffles every task (the order is a function of (seed, epoch)), so the
-longer tasks see a different subset each epoch. Single-task is the case T = 1.
+An epoch is R rounds (capped by `max_batches_per_task`), each epoch reshuffled (the order a
+function of (seed, epoch)). schedule "shortest": R = the shortest loader, every task in every
+round, none cycled: longer tasks see a new subset each epoch (notebook 04; PCGrad's zipped
+loaders). "spread": R = the longest; a task of n batches steps in n evenly spaced rounds:
+every batch once an epoch. Single-task is the case T = 1.
 
 Gradient conflict (multitask and pcgrad, T > 1, encoder trained): per task pair, the share
-of rounds with g_i . g_j < 0 and the mean cosine (`pcgrad.ConflictLog`); in round-robin the
-T gradients are taken one step apart. "train" metrics are those of the training batches as
-seen (dropout on): free, where re-scoring the train set would cost an epoch of forwards.
+of (full) rounds with g_i . g_j < 0 and the mean cosine (`pcgrad.ConflictLog`); round-robin
+takes the T gradients one step apart. "train" metrics: those of the training batches as seen
+(dropout on), free, where re-scoring the train set would cost an epoch of forwards.
 Outputs in `out_dir` (each written atomically, minbert.files; out_dir=None writes nothing):
   checkpoint.pt  every epoch end (checkpoints.py; loads with weights_only=True).
   history.json   per point (`evals_per_epoch` per epoch; "epoch" 0.5, 1, ...): train loss +
@@ -46,13 +47,14 @@ from .checkpoints import get_rng_state, resume_from, save_checkpoint, seed_every
 from .files import write_json
 from .frozen import FeatureCache
 from .heads import ENCODER_MODES, MultitaskBERT
-from .metrics import EpochScores
+from .metrics import EpochScores, check_finite
 from .optimizer import AdamW
 from .pcgrad import REDUCTIONS, ConflictLog, GradientBuffer, pcgrad_backward
 from .predictions import to_device
 from .pretrained import load_pretrained
 
 MODES = ("single", "multitask", "pcgrad")
+SCHEDULES = ("shortest", "spread")
 DEFAULT_LR = {"frozen": 1e-3, "finetune": 1e-5}
 
 
@@ -76,6 +78,7 @@ class TrainConfig:
     n_dev: int | None = None             # dev examples per task (None: all)
     evals_per_epoch: int = 1             # dev evaluations (curve points) per epoch, the last at its end
     max_batches_per_task: int | None = None  # caps the rounds of an epoch
+    schedule: str = "shortest"           # shortest | spread: the rounds of an epoch (above)
     seed: int = 0
     pcgrad_reduction: str = "sum"        # sum (paper) | mean (the seed's code)
     pair_mode: str = "joint"             # joint | separate (see heads.py)
@@ -91,14 +94,16 @@ class TrainConfig:
         check_choice("mode", c.mode, MODES)
         check_choice("encoder", c.encoder, ENCODER_MODES)
         check_choice("pcgrad_reduction", c.pcgrad_reduction, REDUCTIONS)
+        check_choice("schedule", c.schedule, SCHEDULES)
         c.tasks = tuple(c.tasks) or (("sst",) if c.mode == "single" else data.TASKS)
         bad = [t for t in c.tasks if t not in data.TASKS]
         if bad or len(set(c.tasks)) != len(c.tasks):
             raise ValueError(f"tasks must be distinct names from {data.TASKS}, got {c.tasks}")
         if c.mode == "single" and len(c.tasks) != 1:
             raise ValueError(f"mode 'single' trains one task, got {c.tasks}")
-        if c.mode == "pcgrad" and c.encoder != "finetune":
-            raise ValueError("pcgrad projects encoder gradients: it needs encoder='finetune'")
+        if c.mode == "pcgrad" and (c.encoder, c.schedule) != ("finetune", "shortest"):
+            raise ValueError("pcgrad projects the encoder gradients of zipped loaders: it "
+                             "needs encoder='finetune' and schedule='shortest'")
         if c.encoder == "frozen" and c.sts_loss != "mse" and "sts" in c.tasks:
             raise ValueError(f"sts_loss={c.sts_loss!r} trains the encoder only (no head): "
                              "it needs encoder='finetune'")
@@ -147,22 +152,13 @@ def make_optimizer(model, config):
 
 
 # --- training -------------------------------------------------------------------------
-def check_finite(loss, task, step, epoch):
-    if not torch.isfinite(loss).item():
-        raise FloatingPointError(
-            f"non-finite loss ({loss.item()}) for task {task!r} at step {step} "
-            f"(epoch {epoch + 1}); the run stops here, the last checkpoint is the previous "
-            "epoch's. Lower the learning rate or check the data.")
-
-
 def train_epoch(model, optimizer, loaders: dict, config: TrainConfig, epoch: int,
                 step: int, progress=True, buffer: GradientBuffer | None = None,
                 on_point=None, forward=None) -> int:
-    """One epoch (see the module docstring); -> the step count. After each 1/evals_per_epoch
-    of its rounds, `on_point(epochs_done, train stats, conflict, step)` gets the statistics of
-    the training batches since the previous point (epochs_done: e.g. 1.5, then 2). `buffer`
-    holds the per-task gradient rows of PCGrad and of the conflict log; `forward`: the
-    model's forward_loss, or its DDP wrapper (distributed.wrap)."""
+    """One epoch (module docstring); -> the step count. After each 1/evals_per_epoch of its
+    rounds, `on_point(epochs_done, train stats, conflict, step)` gets the statistics of the
+    training batches since the previous point (epochs_done: e.g. 1.5, then 2). `buffer`: the
+    task gradient rows (PCGrad, conflict log); `forward`: forward_loss or its DDP wrapper."""
     forward = forward or D.wrap(model, config.mode)
     tasks = list(loaders)
     shared = [p for p in model.shared_parameters() if p.requires_grad]
@@ -170,16 +166,18 @@ def train_epoch(model, optimizer, loaders: dict, config: TrainConfig, epoch: int
         config.mode != "single" and len(tasks) > 1 and config.log_conflict and shared) else None
     seen = EpochScores(tasks)
     model.train()
-    rounds = min(len(loader) for loader in loaders.values())
+    rounds = (max if config.schedule == "spread" else min)(len(ld) for ld in loaders.values())
     if config.max_batches_per_task is not None:
         rounds = min(rounds, config.max_batches_per_task)
+    sizes = {t: min(len(ld), rounds) for t, ld in loaders.items()}  # steps in n of R rounds
     n = max(1, min(config.evals_per_epoch, rounds))
     cuts = {-(-rounds * k // n) for k in range(1, n + 1)}  # the rounds that end a point
     iters = {t: iter(loaders[t]) for t in tasks}
     bar = tqdm(range(rounds), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
                leave=False)
     for r in bar:
-        batches = D.add_shares({t: to_device(next(iters[t]), config.device) for t in tasks})
+        take = [t for t, k in sizes.items() if (r + 1) * k // rounds > r * k // rounds]
+        batches = D.add_shares({t: to_device(next(iters[t]), config.device) for t in take})
         one_round = pcgrad_round if config.mode == "pcgrad" else round_robin_round
         step = one_round(model, forward, optimizer, batches, config, epoch, step, seen, log,
                          buffer)
@@ -198,7 +196,8 @@ def train_epoch(model, optimizer, loaders: dict, config: TrainConfig, epoch: int
 
 def round_robin_round(model, forward, optimizer, batches, config, epoch, step, seen, log, buffer):
     """One optimizer step per task batch, tasks in turn; -> the step count. Under torchrun
-    `forward` is DDP's: backward averages the gradients over ranks."""
+    `forward` is DDP's: backward averages the gradients over ranks. Conflicts: full rounds."""
+    log = log if log is not None and len(batches) == len(log.tasks) else None
     for i, (t, batch) in enumerate(batches.items()):
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -260,10 +259,9 @@ def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool 
         model_class=MultitaskBERT) -> dict:
     """Train, evaluating on dev `evals_per_epoch` times an epoch; -> the final metrics (as in
     metrics.json). `on_epoch_end(epoch, history)` runs after each epoch's files, `on_finish(
-    model, dev_loaders, dev_examples)` once with the final weights; `predict_test` also writes
-    the CS224N test files; out_dir=None writes nothing; `model_class`: see build_model.
-    Under torchrun every rank trains its shard and scores dev (gathered); rank 0 alone writes
-    and calls on_finish (with the whole dev set); docs/distributed.md."""
+    model, dev_loaders, dev_examples)` once with the final weights; `predict_test`: the CS224N
+    test files too; `model_class`: see build_model. Under torchrun every rank trains its shard
+    and scores dev (gathered); rank 0 alone writes, and calls on_finish (whole dev set)."""
     config = config.resolved()
     out = Path(out_dir) if out_dir is not None and D.is_main() else None  # rank 0 writes
     model, tokenizer, optimizer, (train_ex, dev_ex), (train_loaders, dev_loaders, whole_dev) = \
@@ -320,7 +318,8 @@ def load_run(out_dir, device="cpu"):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m minbert.train", description=__doc__.split("\n")[0])
     add_fields(p, TrainConfig, aliases={"tasks": ["--task"]},
-               choices={"tasks": data.TASKS, "mode": MODES, "encoder": ENCODER_MODES})
+               choices={"tasks": data.TASKS, "mode": MODES, "encoder": ENCODER_MODES,
+                                                              "schedule": SCHEDULES})
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--predict-test", action="store_true", help="also write CS224N test files")

@@ -95,6 +95,31 @@ def test_same_seed_same_metrics_and_files(tiny, data_root, tmp_path):
     assert m1["dev"]["sst"]["acc"] == pytest.approx(acc)
 
 
+def test_spread_schedule_takes_every_batch_once_evenly(tiny, data_root, tmp_path, monkeypatch):
+    """schedule='spread': R = the longest loader; the oracle is a hand count. Batches of 8:
+    sst 16 -> 2, quora 40 -> 5, sts 24 -> 3. Round r takes task t when floor((r+1) n/5) steps
+    up: sst in rounds 2, 4; sts in 1, 3, 4; quora in all five. 10 steps an epoch (shortest: 6)."""
+    rounds, real = [], T.round_robin_round
+    monkeypatch.setattr(T, "round_robin_round", lambda *a: rounds.append(list(a[3])) or real(*a))
+    c = cfg(tiny, data_root, mode="multitask", schedule="spread", evals_per_epoch=2,
+            n_train={"sst": 16, "quora": 40, "sts": 24})
+    m = T.run(c, tmp_path / "a", progress=False)
+    assert rounds == [["quora"], ["quora", "sts"], ["sst", "quora"], ["quora", "sts"],
+                      ["sst", "quora", "sts"]] * 2
+    h = read(tmp_path / "a/history.json")
+    # points after rounds 3 and 5 of each epoch: rounds 0-2 hold 1 sst, 3 quora, 1 sts batch
+    assert [e["steps"] for e in h] == [5, 10, 15, 20] and m["steps"] == 20
+    assert [{t: v["batches"] for t, v in e["train"].items()} for e in h] == [
+        {"sst": 1, "quora": 3, "sts": 1}, {"sst": 1, "quora": 2, "sts": 2}] * 2
+    # conflicts: only round 4 has every task, once an epoch, in the second half
+    assert "conflict" not in h[0] or not h[0]["conflict"]
+    assert set(h[1]["conflict"]) == {"sst-quora", "sst-sts", "quora-sts"}
+    with pytest.raises(ValueError, match="shortest"):
+        T.TrainConfig(mode="pcgrad", schedule="spread").resolved()
+    with pytest.raises(ValueError, match="schedule"):
+        T.TrainConfig(schedule="longest").resolved()
+
+
 def test_intermediate_points_do_not_change_the_run(tiny, data_root, tmp_path):
     """evals_per_epoch=2 adds a dev point mid-epoch; the oracle is the same run with one point
     an epoch: scoring dev (no grad, eval mode, no random draws) must not move the training."""

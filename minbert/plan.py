@@ -19,6 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
+from . import train as T
 from .experiments import PRESETS, ROWS, mlm_settings, preset_settings, row_config
 
 # seconds per sentence pass (max_length 64, batch 32) on the quiet 2-core box, by torch threads
@@ -44,10 +45,8 @@ def estimate_seconds(preset: str, rows=None, threads: int = 2) -> dict:
             out[row] = per * FORWARD * (size("train", c, "quora") * 2 + dev)
             continue
         batches = {t: -(-size("train", c, t) // c.batch_size) for t in c.tasks}
-        rounds = (max if c.schedule == "spread" else min)(batches.values())
-        rounds = min(rounds, c.max_batches_per_task or rounds)  # each task: min(its, rounds)
-        passes = c.epochs * c.batch_size * sum(PASSES[t] * min(n, rounds)
-                                               for t, n in batches.items())
+        steps = T.epoch_rounds(batches, c)[1]  # each task's batches an epoch
+        passes = c.epochs * c.batch_size * sum(PASSES[t] * n for t, n in steps.items())
         points = c.epochs * c.evals_per_epoch + 1
         if c.encoder == "frozen":  # encoded once (minbert.frozen); the heads cost next to nothing
             sec = per * FORWARD * (every + dev)

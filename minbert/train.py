@@ -96,8 +96,7 @@ class TrainConfig:
         check_choice("pcgrad_reduction", c.pcgrad_reduction, REDUCTIONS)
         check_choice("schedule", c.schedule, SCHEDULES)
         c.tasks = tuple(c.tasks) or (("sst",) if c.mode == "single" else data.TASKS)
-        bad = [t for t in c.tasks if t not in data.TASKS]
-        if bad or len(set(c.tasks)) != len(c.tasks):
+        if not set(c.tasks) <= set(data.TASKS) or len(set(c.tasks)) != len(c.tasks):
             raise ValueError(f"tasks must be distinct names from {data.TASKS}, got {c.tasks}")
         if c.mode == "single" and len(c.tasks) != 1:
             raise ValueError(f"mode 'single' trains one task, got {c.tasks}")
@@ -107,8 +106,7 @@ class TrainConfig:
         if c.encoder == "frozen" and c.sts_loss != "mse" and "sts" in c.tasks:
             raise ValueError(f"sts_loss={c.sts_loss!r} trains the encoder only (no head): "
                              "it needs encoder='finetune'")
-        if c.lr is None:
-            c.lr = DEFAULT_LR[c.encoder]
+        c.lr = DEFAULT_LR[c.encoder] if c.lr is None else c.lr
         return c
 
 
@@ -152,6 +150,13 @@ def make_optimizer(model, config):
 
 
 # --- training -------------------------------------------------------------------------
+def epoch_rounds(batches: dict, config: TrainConfig) -> tuple[int, dict]:
+    """-> (R, {task: its steps in the R rounds}) for loaders of `batches` batches (above)."""
+    rounds = (max if config.schedule == "spread" else min)(batches.values())
+    rounds = min(rounds, config.max_batches_per_task or rounds)
+    return rounds, {t: min(n, rounds) for t, n in batches.items()}
+
+
 def train_epoch(model, optimizer, loaders: dict, config: TrainConfig, epoch: int,
                 step: int, progress=True, buffer: GradientBuffer | None = None,
                 on_point=None, forward=None) -> int:
@@ -166,15 +171,11 @@ def train_epoch(model, optimizer, loaders: dict, config: TrainConfig, epoch: int
         config.mode != "single" and len(tasks) > 1 and config.log_conflict and shared) else None
     seen = EpochScores(tasks)
     model.train()
-    rounds = (max if config.schedule == "spread" else min)(len(ld) for ld in loaders.values())
-    if config.max_batches_per_task is not None:
-        rounds = min(rounds, config.max_batches_per_task)
-    sizes = {t: min(len(ld), rounds) for t, ld in loaders.items()}  # steps in n of R rounds
+    rounds, sizes = epoch_rounds({t: len(ld) for t, ld in loaders.items()}, config)
     n = max(1, min(config.evals_per_epoch, rounds))
     cuts = {-(-rounds * k // n) for k in range(1, n + 1)}  # the rounds that end a point
     iters = {t: iter(loaders[t]) for t in tasks}
-    bar = tqdm(range(rounds), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
-               leave=False)
+    bar = tqdm(range(rounds), f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
     for r in bar:
         take = [t for t, k in sizes.items() if (r + 1) * k // rounds > r * k // rounds]
         batches = D.add_shares({t: to_device(next(iters[t]), config.device) for t in take})

@@ -69,6 +69,16 @@ def test_plan_counts_sentence_passes():
     assert est[7] == pytest.approx(0.018 * (6040 + 863) * 2 / 3)
 
 
+def test_plan_counts_rounds_by_schedule(monkeypatch):
+    """Row 2 by hand (batches of 32: SST 267, Quora 508, STS 189; 2 sentences a pair): the
+    shortest rule takes 189 rounds of each task, the spread rule every batch of every task."""
+    dev = (1101 + 3970 * 2 + 863 * 2) * 5 / 3  # 5 curve points, forward only
+    for schedule, per_epoch in (("shortest", 189 * (1 + 2 + 2)), ("spread", 267 + 508 * 2 + 189 * 2)):
+        monkeypatch.setitem(E.PRESETS["cpu"]["baseline"], "schedule", schedule)
+        est = plan.estimate_seconds("cpu", rows=[2], threads=1)[2]
+        assert est == pytest.approx(0.018 * (2 * 32 * per_epoch + dev)), schedule
+
+
 def test_run_skip_and_read(tiny, data_root, tmp_path, capsys):
     res, runs = tmp_path / "results", tmp_path / "runs"
     argv = ["run", "--rows", "0", "2", "--preset", "tiny", "--results", str(res), "--runs",

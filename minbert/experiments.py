@@ -31,15 +31,12 @@ differs from the seed's baseline ("pretrain" = frozen encoder, the seed's name).
   tiny      for tests: 16 / 16 examples, 1 epoch, 2 batches per task, max_length 32.
 `--dry-run` caps any preset (8 examples, 1 epoch, 2 batches, 2 MLM steps, CPU unless
 `--device` says otherwise) so that the gpu preset's configs can be exercised in CI on a
-locally saved random BERT (`--model FOLDER`). `python -m minbert.plan` estimates the time
-per row; results/README.md has the measured ones.
-
-Row 0 (zero-shot, minbert.zero_shot) trains nothing.
+locally saved random BERT (`--model FOLDER`). Row 0 (zero-shot, minbert.zero_shot) trains
+nothing. A result JSON whose config is not its row's now is an error, not a skip.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import sys
@@ -55,7 +52,7 @@ from . import train as T
 from .files import write_json
 from .mlm import MLM_PRESETS, MLMConfig, pretrain_mlm
 from .predictions import records
-from .provenance import device_info, git_commit, git_dirty, versions
+from .provenance import config_changes, device_info, git_commit, git_dirty, plain, versions
 from .results import format_table, load_results, summary_table
 from .zero_shot import zero_shot
 
@@ -159,9 +156,7 @@ def train_setting(settings: dict, key: str):
 
 
 def mlm_settings(version: str, settings: dict, seed: int) -> dict:
-    kw = dict(MLM_PRESETS[version])
-    kw.update(settings["mlm"])
-    return dict(kw, seed=seed)
+    return dict(MLM_PRESETS[version], **settings["mlm"], seed=seed)
 
 
 # ----------------------------------------------------------------------------- running
@@ -204,10 +199,16 @@ def train_row(row, seed, s, runs: Path, out: Path, progress=True) -> dict:
 def run_one(row, seed, preset, results, runs, *, dry_run=False, model=None, data=None,
             device=None, progress=True) -> Path | None:
     """Train (or score) one row x seed; write its result JSON. None when already complete."""
-    path = result_path(results, preset, row, seed, dry_run)
-    if path.is_file():
+    path, s = result_path(results, preset, row, seed, dry_run), preset_settings(
+        preset, dry_run, model, data, device)
+    if path.is_file():  # complete, unless its row has changed since (then an error, not a skip)
+        diff = ROWS[row].changes is not None and config_changes(
+            json.loads(path.read_text())["config"], row_config(row, seed, s),
+            ignore=("data", "device", "init_from", "cache_frozen"))
+        if diff:
+            raise ValueError(f"{path}: made with another config than row {row} has now ("
+                             + "; ".join(diff) + "): delete it to run the row again")
         return None
-    s = preset_settings(preset, dry_run, model, data, device)
     runs = Path(runs) / (preset + ("-dry" if dry_run else ""))
     t0, started = time.perf_counter(), datetime.datetime.now(datetime.timezone.utc)
     info = device_info(train_setting(s, "device"))
@@ -227,7 +228,7 @@ def run_one(row, seed, preset, results, runs, *, dry_run=False, model=None, data
     write_json(path, {
         "schema": 1, "row": row, "name": ROWS[row].name, "description": ROWS[row].description,
         "preset": preset, "dry_run": dry_run, "seed": seed,
-        "config": json.loads(json.dumps(dataclasses.asdict(r["config"]))),
+        "config": plain(r["config"]),
         "mlm": r["mlm"], "command": command,
         "git_commit": git_commit(), "git_dirty": git_dirty(), "versions": versions(),
         "device": info, "started_at": started.isoformat(timespec="seconds"),
@@ -291,8 +292,7 @@ def show(preset) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m minbert.experiments",
-                                description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser("python -m minbert.experiments", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train the rows (skips complete ones, resumes the rest)")
     g = r.add_mutually_exclusive_group(required=True)
@@ -305,8 +305,7 @@ def main(argv=None):
     r.add_argument("--model", default=None, help="override the preset's model (name or folder)")
     r.add_argument("--data", default=None, help="data folder (default: $MINBERT_DATA)")
     r.add_argument("--device", default=None)
-    r.add_argument("--dry-run", action="store_true",
-                   help="cap examples/steps and run on CPU (results go to <preset>-dry/)")
+    r.add_argument("--dry-run", action="store_true", help="cap examples/steps, CPU: <preset>-dry/")
     r.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     r.add_argument("--no-progress", action="store_true")
     t = sub.add_parser("table", help="print the results table")

@@ -1,4 +1,5 @@
-"""Where and how a run was made, stored in every result JSON (experiments.py).
+"""Where and how a run was made, stored in every result JSON (experiments.py), and whether a
+stored result still is what its row would compute now (`config_changes`).
 
 git commit and whether the package differed from it, package versions, and the machine:
 platform, cores, torch threads, load average at the start, and a measured matmul rate,
@@ -7,6 +8,8 @@ time, so a wall time means little without the speed of the machine that took it.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import platform
 import subprocess
@@ -70,3 +73,17 @@ def device_info(device="cpu") -> dict:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def plain(config) -> dict:
+    """A dataclass config as its result JSON stores it (tuples as lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def config_changes(stored: dict, now, ignore=()) -> list:
+    """["field: stored -> now", ...] where a result JSON's config differs from the config its
+    row has now (a dataclass), less `ignore` (where it ran, not what it computed). A field the
+    JSON predates counts as its default: a new field's default keeps the old behaviour."""
+    old, now = plain(type(now)()) | stored, plain(now)
+    return [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in now.items()
+            if k not in ignore and old.get(k) != v]

@@ -13,7 +13,7 @@ An epoch is R rounds (capped by `max_batches_per_task`), each epoch reshuffled (
 function of (seed, epoch)). schedule "shortest": R = the shortest loader, every task in every
 round, none cycled: longer tasks see a new subset each epoch (notebook 04; PCGrad's zipped
 loaders). "spread": R = the longest; a task of n batches steps in n evenly spaced rounds:
-every batch once an epoch. Single-task is the case T = 1.
+every batch once an epoch. Single-task is the case T = 1 (recorded as "shortest").
 
 Gradient conflict (multitask and pcgrad, T > 1, encoder trained): per task pair, the share
 of (full) rounds with g_i . g_j < 0 and the mean cosine (`pcgrad.ConflictLog`); round-robin
@@ -100,6 +100,7 @@ class TrainConfig:
             raise ValueError(f"tasks must be distinct names from {data.TASKS}, got {c.tasks}")
         if c.mode == "single" and len(c.tasks) != 1:
             raise ValueError(f"mode 'single' trains one task, got {c.tasks}")
+        c.schedule = "shortest" if len(c.tasks) == 1 else c.schedule  # one task: the same loop
         if c.mode == "pcgrad" and (c.encoder, c.schedule) != ("finetune", "shortest"):
             raise ValueError("pcgrad projects the encoder gradients of zipped loaders: it "
                              "needs encoder='finetune' and schedule='shortest'")
@@ -160,10 +161,9 @@ def epoch_rounds(batches: dict, config: TrainConfig) -> tuple[int, dict]:
 def train_epoch(model, optimizer, loaders: dict, config: TrainConfig, epoch: int,
                 step: int, progress=True, buffer: GradientBuffer | None = None,
                 on_point=None, forward=None) -> int:
-    """One epoch (module docstring); -> the step count. After each 1/evals_per_epoch of its
-    rounds, `on_point(epochs_done, train stats, conflict, step)` gets the statistics of the
-    training batches since the previous point (epochs_done: e.g. 1.5, then 2). `buffer`: the
-    task gradient rows (PCGrad, conflict log); `forward`: forward_loss or its DDP wrapper."""
+    """One epoch (module docstring); -> the step count. `on_point(epochs_done, train stats,
+    conflict, step)` after each 1/evals_per_epoch of the rounds (stats: the batches since the
+    last point; epochs_done e.g. 1.5). `buffer`: the task gradient rows (PCGrad, conflict log)."""
     forward = forward or D.wrap(model, config.mode)
     tasks = list(loaders)
     shared = [p for p in model.shared_parameters() if p.requires_grad]

@@ -109,13 +109,13 @@ def test_run_skip_and_read(tiny, data_root, tmp_path, capsys):
     assert capsys.readouterr().out.count("complete, skipped") == 2
     assert [f.stat().st_mtime_ns for f in files] == mtime
     # a JSON made with another config is an error, not "complete"; a field it predates is
-    # its default (a JSON from before `schedule` existed ran the "shortest" rule)
+    # its default (e.g. a JSON from before `schedule` existed ran the "shortest" rule)
     text, stored = files[1].read_text(), json.loads(files[1].read_text())
-    assert stored["config"]["schedule"] == "shortest"
-    files[1].write_text(json.dumps(dict(stored, config=dict(stored["config"], schedule="spread"))))
-    with pytest.raises(ValueError, match=r"row02-multitask-finetune-seed0.json.*schedule: 'spread'"):
+    assert stored["config"]["sts_loss"] == "mse"
+    files[1].write_text(json.dumps(dict(stored, config=dict(stored["config"], sts_loss="cos"))))
+    with pytest.raises(ValueError, match=r"row02-multitask-finetune-seed0.json.*sts_loss: 'cos'"):
         E.main(argv)
-    del stored["config"]["schedule"]
+    del stored["config"]["sts_loss"]
     files[1].write_text(json.dumps(stored))
     E.main(argv)
     assert "complete, skipped" in capsys.readouterr().out

@@ -118,6 +118,9 @@ def test_spread_schedule_takes_every_batch_once_evenly(tiny, data_root, tmp_path
         T.TrainConfig(mode="pcgrad", schedule="spread").resolved()
     with pytest.raises(ValueError, match="schedule"):
         T.TrainConfig(schedule="longest").resolved()
+    # one task: both rules are the same loop, so a single-task config records one name
+    assert T.TrainConfig(mode="single", schedule="spread").resolved().schedule == "shortest"
+    assert T.TrainConfig(mode="multitask", schedule="spread").resolved().schedule == "spread"
 
 
 def test_intermediate_points_do_not_change_the_run(tiny, data_root, tmp_path):

@@ -27,8 +27,9 @@ SEED_DIFFS = {1: FROZEN, 9: {"mode": "pcgrad", "pcgrad_reduction": "mean"},
               10: {"sts_loss": "cosine_mse", "pair_mode": "separate"}, 11: {},
               12: {"batch_size": 64, "dropout": 0.5}, 13: {"batch_size": 64, "dropout": 0.5}}
 for i, task in enumerate(("sst", "quora", "sts")):
-    SEED_DIFFS[3 + 2 * i] = {"mode": "single", "tasks": (task,), **FROZEN}
-    SEED_DIFFS[4 + 2 * i] = {"mode": "single", "tasks": (task,)}
+    # one task: both schedules are the same loop, recorded as "shortest" (TrainConfig.resolved)
+    SEED_DIFFS[3 + 2 * i] = {"mode": "single", "tasks": (task,), "schedule": "shortest", **FROZEN}
+    SEED_DIFFS[4 + 2 * i] = {"mode": "single", "tasks": (task,), "schedule": "shortest"}
 
 
 def test_every_row_has_a_config_in_every_preset():

@@ -16,11 +16,11 @@ times in the result JSONs (with each machine's measured matmul rate) are the fac
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from . import train as T
 from .experiments import PRESETS, ROWS, mlm_settings, preset_settings, row_config
+from .results import load_results
 
 # seconds per sentence pass (max_length 64, batch 32) on the quiet 2-core box, by torch threads
 COST = {2: 0.010, 1: 0.018}
@@ -63,9 +63,8 @@ def estimate_seconds(preset: str, rows=None, threads: int = 2) -> dict:
 def measured_minutes(results) -> dict:
     """{(row, seed): (train minutes, torch threads, load at start)} of the JSONs in a folder."""
     out = {}
-    for f in sorted(Path(results).glob("row*-seed*.json")):
-        d = json.loads(f.read_text())
-        sec = d["train_time_s"] if d.get("resumed") else d["wall_time_s"]  # resumed: the sum
+    for _, d in load_results(results).iterrows():
+        sec = d["train_time_s"] if d["resumed"] else d["wall_time_s"]  # resumed: the sum
         out[d["row"], d["seed"]] = (sec / 60,
                                     d["device"].get("torch_threads"),
                                     (d["device"].get("load_average_at_start") or [None])[0])

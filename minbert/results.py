@@ -47,7 +47,7 @@ def load_results(folder) -> "pd.DataFrame":
     """One row per result JSON under `folder` (recursively), sorted by preset, row, seed."""
     recs, keys = [], ("preset", "dry_run", "row", "name", "description", "seed", "wall_time_s",
                       "git_commit", "history", "conflict", "predictions", "config", "device",
-                      "mlm")
+                      "mlm", "resumed", "train_time_s")
     for f in sorted(Path(folder).rglob("row*-seed*.json")):
         r = json.loads(f.read_text())
         rec = {k: r.get(k) for k in keys}

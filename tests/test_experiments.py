@@ -131,6 +131,10 @@ def test_run_skip_and_read(tiny, data_root, tmp_path, capsys):
 
     df = R.load_results(res)
     assert list(df["row"]) == [0, 2] and df["sts"].notna().all()
+    minutes = plan.measured_minutes(res / "tiny")  # the resumed row 2: its curve points' sum
+    assert minutes[2, 0][0] == pytest.approx(after["train_time_s"] / 60)
+    assert minutes[0, 0][:2] == (json.loads(files[0].read_text())["wall_time_s"] / 60,
+                                 json.loads(files[0].read_text())["device"]["torch_threads"])
     s = R.summary_table(df)
     assert {"sst", "sst_std", "overall", "seed_sst", "diff_mean3"} <= set(s.columns)
     sst, quora, sts = df.loc[0, ["sst", "quora", "sts"]]  # CS224N's formula, written out here

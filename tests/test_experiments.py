@@ -64,10 +64,13 @@ def test_every_row_has_a_config_in_every_preset():
 
 def test_plan_counts_sentence_passes():
     """Row 8 (STS alone) by hand: 189 batches of 32 pairs x 2 epochs x 2 sentences, plus the 863
-    dev pairs at 5 curve points, forward only (a third); row 7 encodes train + dev once."""
-    est = plan.estimate_seconds("cpu", rows=[7, 8], threads=1)
-    assert est[8] == pytest.approx(0.018 * (189 * 32 * 2 * 2 + 863 * 2 * 5 / 3))
-    assert est[7] == pytest.approx(0.018 * (6040 + 863) * 2 / 3)
+    dev pairs at 5 curve points, forward only (a third), and 189 x 2 optimizer steps; row 7
+    encodes train + dev once; row 9 (PCGrad) steps once a round (189 x 2)."""
+    est, p, step = plan.estimate_seconds("cpu", rows=[7, 8, 9], threads=1), 0.0136, 0.34
+    assert est[8] == pytest.approx(p * (189 * 32 * 2 * 2 + 863 * 2 * 5 / 3) + step * 189 * 2)
+    assert est[7] == pytest.approx(p * (6040 + 863) * 2 / 3)
+    dev = (1101 + 3970 * 2 + 863 * 2) * 5 / 3
+    assert est[9] == pytest.approx(p * (2 * 32 * 189 * 5 + dev) + step * 189 * 2)
 
 
 def test_plan_counts_rounds_by_schedule(monkeypatch):
@@ -77,7 +80,8 @@ def test_plan_counts_rounds_by_schedule(monkeypatch):
     for schedule, per_epoch in (("shortest", 189 * (1 + 2 + 2)), ("spread", 267 + 508 * 2 + 189 * 2)):
         monkeypatch.setitem(E.PRESETS["cpu"]["baseline"], "schedule", schedule)
         est = plan.estimate_seconds("cpu", rows=[2], threads=1)[2]
-        assert est == pytest.approx(0.018 * (2 * 32 * per_epoch + dev)), schedule
+        steps = 2 * (189 * 3 if schedule == "shortest" else 267 + 508 + 189)
+        assert est == pytest.approx(0.0136 * (2 * 32 * per_epoch + dev) + 0.34 * steps), schedule
 
 
 def test_run_skip_and_read(tiny, data_root, tmp_path, capsys):

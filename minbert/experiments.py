@@ -32,7 +32,7 @@ differs from the seed's baseline ("pretrain" = frozen encoder, the seed's name).
 `--dry-run` caps any preset (8 examples, 1 epoch, 2 batches, 2 MLM steps, CPU unless
 `--device` says otherwise) so that the gpu preset's configs can be exercised in CI on a
 locally saved random BERT (`--model FOLDER`). Row 0 (zero-shot, minbert.zero_shot) trains
-nothing. A result JSON whose config is not its row's now is an error, not a skip.
+nothing. A trained row's JSON whose config is not the row's now is an error, not a skip.
 """
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ FROZEN = dict(encoder="frozen", lr=1e-3)       # "pretrain": only the heads trai
 ADJUSTED = dict(batch_size=64, dropout=0.5)    # the seed's "adjusted hyper-parameters"
 # the seed's own training settings (CS224N defaults), for row 14 on a preset that changed them
 SEED_SETTINGS = dict(batch_size=8, dropout=0.3, lr=1e-5, head_lr=None, pooling="pooler",
-                     pair_mode="joint")
+                     pair_mode="joint", schedule="shortest")
 ROWS = {
     0: Row("zero-shot", "no training: cosine of mean-pooled embeddings (STS r, Quora threshold "
            "from train); SST = majority-class baseline", None),
@@ -80,7 +80,7 @@ ROWS = {
     # pcgrad_reduction="mean": the seed used Tseng's PCGrad, which averages (minbert.pcgrad);
     # one batch of each task per round (zipped loaders), one batch size, one step per round
     9: Row("pcgrad", "multitask fine-tuning with PCGrad (one step per round, mean reduction)",
-           dict(mode="pcgrad", pcgrad_reduction="mean")),
+           dict(mode="pcgrad", pcgrad_reduction="mean", schedule="shortest")),
     # pair_mode applies to both pair tasks: Quora then reads [u, v, |u-v|, u*v] too
     10: Row("cosine", "multitask fine-tuning, STS trained as cos(u, v) vs score/5 (Sentence-BERT "
             "CosineSimilarityLoss), pairs encoded separately",
@@ -108,7 +108,7 @@ SEED_BASELINE = dict(mode="multitask", encoder="finetune", epochs=10, lr=1e-5,
 # The course baseline: learns on 2 CPU cores (row 2: 24.5 min with 2 threads on a quiet box,
 # 49 with 1 under load; benchmarks/README.md "Tuning the cpu preset": held-out train, not dev).
 COURSE_BASELINE = dict(mode="multitask", encoder="finetune", epochs=2, evals_per_epoch=2,
-                       lr=5e-5, head_lr=1e-3, pooling="mean", pair_mode="separate",
+                       schedule="spread", lr=5e-5, head_lr=1e-3, pooling="mean", pair_mode="separate",
                        batch_size=32, dropout=0.1, model="minilm-l6", device="cpu",
                        max_length=64, eval_batch_size=64, n_train=None, n_dev=None)
 PRESETS = {

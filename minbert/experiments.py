@@ -299,6 +299,8 @@ def main(argv=None):
     g.add_argument("--all", action="store_true")
     g.add_argument("--rows", nargs="+", type=int, choices=sorted(ROWS))
     r.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1")
+    r.add_argument("--first-seed", type=int, default=0,
+                   help="start at this seed (two processes, one set of seeds: 0 .. K-1, K .. N-1)")
     r.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     r.add_argument("--results", default="results")
     r.add_argument("--runs", default="runs/experiments")
@@ -317,7 +319,8 @@ def main(argv=None):
     if a.cmd == "run":
         if a.threads:
             torch.set_num_threads(a.threads)
-        run_rows(all_rows(a.preset) if a.all else a.rows, a.seeds, a.preset, a.results, a.runs,
+        rows, seeds = all_rows(a.preset) if a.all else a.rows, range(a.first_seed, a.seeds)
+        run_rows(rows, seeds, a.preset, a.results, a.runs,
                  dry_run=a.dry_run, model=a.model, data=a.data, device=a.device,
                  progress=not a.no_progress)
     elif a.cmd == "table":

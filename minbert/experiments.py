@@ -22,8 +22,9 @@ differs from the seed's baseline ("pretrain" = frozen encoder, the seed's name).
             max_length 128, CUDA; MLM presets v1/v2 as in minbert.mlm.
   cpu       the table to commit, on 2 CPU cores with the bundled minilm-l6 (6 layers,
             hidden 384). Its baseline is the course baseline (COURSE_BASELINE: lr 5e-5,
-            heads at 1e-3, mean pooling, pairs encoded separately, batch 32, 2 epochs,
-            max_length 64), tuned on held-out train (benchmarks/README.md): the seed's
+            heads at 1e-3, mean pooling, pairs encoded separately, batch 32, 2 epochs of
+            every batch of every task (schedule "spread"), max_length 64), tuned on held-out
+            train (benchmarks/README.md): the seed's
             settings barely move a fresh head at this scale, which row 14 (the seed's
             settings on the same budget) shows. All training data; full dev sets; 2 dev
             points an epoch for the curves. MLM pre-steps: 400 CFIMDB reviews.
@@ -78,7 +79,8 @@ ROWS = {
            FROZEN),
     2: Row("multitask-finetune", "round-robin multitask fine-tuning: the baseline", {}),
     # pcgrad_reduction="mean": the seed used Tseng's PCGrad, which averages (minbert.pcgrad);
-    # one batch of each task per round (zipped loaders), one batch size, one step per round
+    # one batch of each task per round (zipped loaders: schedule "shortest"), one batch size,
+    # one step per round
     9: Row("pcgrad", "multitask fine-tuning with PCGrad (one step per round, mean reduction)",
            dict(mode="pcgrad", pcgrad_reduction="mean", schedule="shortest")),
     # pair_mode applies to both pair tasks: Quora then reads [u, v, |u-v|, u*v] too
@@ -105,8 +107,10 @@ ROWS = dict(sorted(ROWS.items()))
 # mlm: overrides of MLM_PRESETS for rows 11 and 13.
 SEED_BASELINE = dict(mode="multitask", encoder="finetune", epochs=10, lr=1e-5,
                      batch_size=8, dropout=0.3)  # the seed's row 2 (CS224N defaults)
-# The course baseline: learns on 2 CPU cores (row 2: 24.5 min with 2 threads on a quiet box,
-# 49 with 1 under load; benchmarks/README.md "Tuning the cpu preset": held-out train, not dev).
+# The course baseline: learns on 2 CPU cores (benchmarks/README.md "Tuning the cpu preset":
+# held-out train, not dev; config E). "spread": every batch of every task once an epoch, so
+# Quora (508 batches) is not cut to STS's 189; about 1.8x the steps of "shortest" (row 2:
+# ~60 min with 1 thread at ~90 GFLOP/s; results/README.md has every run's time).
 COURSE_BASELINE = dict(mode="multitask", encoder="finetune", epochs=2, evals_per_epoch=2,
                        schedule="spread", lr=5e-5, head_lr=1e-3, pooling="mean", pair_mode="separate",
                        batch_size=32, dropout=0.1, model="minilm-l6", device="cpu",
@@ -264,7 +268,7 @@ def run_rows(rows, seeds, preset, results, runs, **kw) -> list:
 
 # ------------------------------------------------------------------------ command line
 SHOWN = (("mode", 9), ("encoder", 8), ("batch_size", 5), ("dropout", 4), ("lr", 6),
-         ("head_lr", 6), ("pooling", 6), ("pair_mode", 8), ("epochs", 3))
+         ("head_lr", 6), ("pooling", 6), ("pair_mode", 8), ("schedule", 8), ("epochs", 3))
 
 
 def show(preset) -> str:

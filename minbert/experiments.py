@@ -109,12 +109,12 @@ SEED_BASELINE = dict(mode="multitask", encoder="finetune", epochs=10, lr=1e-5,
                      batch_size=8, dropout=0.3)  # the seed's row 2 (CS224N defaults)
 # The course baseline: learns on 2 CPU cores (benchmarks/README.md "Tuning the cpu preset":
 # held-out train, not dev; config E). "spread": every batch of every task once an epoch, so
-# Quora (508 batches) is not cut to STS's 189; about 1.8x the steps of "shortest" (row 2:
-# ~60 min with 1 thread at ~90 GFLOP/s; results/README.md has every run's time).
+# Quora (508 batches) is not cut to STS's 189: 964 steps an epoch, 1.7x "shortest"'s 567 (row 2:
+# 43 min with 1 thread at 82 GFLOP/s; results/README.md has every run's time).
 COURSE_BASELINE = dict(mode="multitask", encoder="finetune", epochs=2, evals_per_epoch=2,
-                       schedule="spread", lr=5e-5, head_lr=1e-3, pooling="mean", pair_mode="separate",
-                       batch_size=32, dropout=0.1, model="minilm-l6", device="cpu",
-                       max_length=64, eval_batch_size=64, n_train=None, n_dev=None)
+                       schedule="spread", lr=5e-5, head_lr=1e-3, pooling="mean",
+                       pair_mode="separate", batch_size=32, dropout=0.1, model="minilm-l6",
+                       device="cpu", max_length=64, eval_batch_size=64, n_train=None, n_dev=None)
 PRESETS = {
     "gpu": dict(baseline=dict(SEED_BASELINE, model="bert-base-uncased", device="cuda",
                               max_length=128, n_train=None, n_dev=None, eval_batch_size=128),

@@ -22,12 +22,11 @@ differs from the seed's baseline ("pretrain" = frozen encoder, the seed's name).
             max_length 128, CUDA; MLM presets v1/v2 as in minbert.mlm.
   cpu       the table to commit, on 2 CPU cores with the bundled minilm-l6 (6 layers,
             hidden 384). Its baseline is the course baseline (COURSE_BASELINE: lr 5e-5,
-            heads at 1e-3, mean pooling, pairs encoded separately, batch 32, 2 epochs of
-            every batch of every task (schedule "spread"), max_length 64), tuned on held-out
-            train (benchmarks/README.md): the seed's
-            settings barely move a fresh head at this scale, which row 14 (the seed's
-            settings on the same budget) shows. All training data; full dev sets; 2 dev
-            points an epoch for the curves. MLM pre-steps: 400 CFIMDB reviews.
+            heads at 1e-3, mean pooling, pairs encoded separately, batch 32, 2 epochs of every
+            batch of every task ("spread"), max_length 64), tuned on held-out train
+            (benchmarks/README.md): the seed's settings barely move a fresh head at this
+            scale, as row 14 (the seed's settings on the same budget) shows. All training data;
+            full dev sets; 2 dev points an epoch. MLM pre-steps: 400 CFIMDB reviews.
   cpu-demo  160 train / 200 dev examples per task: a few-minute smoke run, not the table.
   tiny      for tests: 16 / 16 examples, 1 epoch, 2 batches per task, max_length 32.
 `--dry-run` caps any preset (8 examples, 1 epoch, 2 batches, 2 MLM steps, CPU unless
@@ -79,8 +78,7 @@ ROWS = {
            FROZEN),
     2: Row("multitask-finetune", "round-robin multitask fine-tuning: the baseline", {}),
     # pcgrad_reduction="mean": the seed used Tseng's PCGrad, which averages (minbert.pcgrad);
-    # one batch of each task per round (zipped loaders: schedule "shortest"), one batch size,
-    # one step per round
+    # one batch of each task a round (zipped loaders: "shortest"), one batch size, one step a round
     9: Row("pcgrad", "multitask fine-tuning with PCGrad (one step per round, mean reduction)",
            dict(mode="pcgrad", pcgrad_reduction="mean", schedule="shortest")),
     # pair_mode applies to both pair tasks: Quora then reads [u, v, |u-v|, u*v] too
@@ -107,10 +105,8 @@ ROWS = dict(sorted(ROWS.items()))
 # mlm: overrides of MLM_PRESETS for rows 11 and 13.
 SEED_BASELINE = dict(mode="multitask", encoder="finetune", epochs=10, lr=1e-5,
                      batch_size=8, dropout=0.3)  # the seed's row 2 (CS224N defaults)
-# The course baseline: learns on 2 CPU cores (benchmarks/README.md "Tuning the cpu preset":
-# held-out train, not dev; config E). "spread": every batch of every task once an epoch, so
-# Quora (508 batches) is not cut to STS's 189: 964 steps an epoch, 1.7x "shortest"'s 567 (row 2:
-# 43 min with 1 thread at 82 GFLOP/s; results/README.md has every run's time).
+# The course baseline (benchmarks/README.md, config E, held-out train). "spread": every batch of
+# every task once an epoch: 964 steps, 1.7x "shortest"'s 567 (row 2: 43 min, 1 thread, 82 GFLOP/s)
 COURSE_BASELINE = dict(mode="multitask", encoder="finetune", epochs=2, evals_per_epoch=2,
                        schedule="spread", lr=5e-5, head_lr=1e-3, pooling="mean",
                        pair_mode="separate", batch_size=32, dropout=0.1, model="minilm-l6",
@@ -303,8 +299,7 @@ def main(argv=None):
     g.add_argument("--all", action="store_true")
     g.add_argument("--rows", nargs="+", type=int, choices=sorted(ROWS))
     r.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1")
-    r.add_argument("--first-seed", type=int, default=0,
-                   help="start at this seed (two processes, one set of seeds: 0 .. K-1, K .. N-1)")
+    r.add_argument("--first-seed", type=int, default=0, help="seeds K .. N-1 (a 2nd process)")
     r.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     r.add_argument("--results", default="results")
     r.add_argument("--runs", default="runs/experiments")
@@ -323,9 +318,8 @@ def main(argv=None):
     if a.cmd == "run":
         if a.threads:
             torch.set_num_threads(a.threads)
-        rows, seeds = all_rows(a.preset) if a.all else a.rows, range(a.first_seed, a.seeds)
-        run_rows(rows, seeds, a.preset, a.results, a.runs,
-                 dry_run=a.dry_run, model=a.model, data=a.data, device=a.device,
+        run_rows(all_rows(a.preset) if a.all else a.rows, range(a.first_seed, a.seeds), a.preset,
+                 a.results, a.runs, dry_run=a.dry_run, model=a.model, data=a.data, device=a.device,
                  progress=not a.no_progress)
     elif a.cmd == "table":
         df = load_results(a.results)

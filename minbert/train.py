@@ -55,7 +55,6 @@ from .pretrained import load_pretrained
 
 MODES = ("single", "multitask", "pcgrad")
 SCHEDULES = ("shortest", "spread")
-LR_DECAYS = ("constant", "linear")
 DEFAULT_LR = {"frozen": 1e-3, "finetune": 1e-5}
 
 
@@ -80,8 +79,6 @@ class TrainConfig:
     evals_per_epoch: int = 1             # dev evaluations (curve points) per epoch, the last at its end
     max_batches_per_task: int | None = None  # caps the rounds of an epoch
     schedule: str = "shortest"           # shortest | spread: the rounds of an epoch (above)
-    lr_decay: str = "constant"           # constant | linear: every lr x (1 - steps done / all
-    #                                      steps), set once a round (Devlin et al. 2019, no warmup)
     seed: int = 0
     pcgrad_reduction: str = "sum"        # sum (paper) | mean (the seed's code)
     pair_mode: str = "joint"             # joint | separate (see heads.py)
@@ -98,7 +95,6 @@ class TrainConfig:
         check_choice("encoder", c.encoder, ENCODER_MODES)
         check_choice("pcgrad_reduction", c.pcgrad_reduction, REDUCTIONS)
         check_choice("schedule", c.schedule, SCHEDULES)
-        check_choice("lr_decay", c.lr_decay, LR_DECAYS)
         c.tasks = tuple(c.tasks) or (("sst",) if c.mode == "single" else data.TASKS)
         if not set(c.tasks) <= set(data.TASKS) or len(set(c.tasks)) != len(c.tasks):
             raise ValueError(f"tasks must be distinct names from {data.TASKS}, got {c.tasks}")
@@ -150,20 +146,8 @@ def build_model(config: TrainConfig, model_class=MultitaskBERT):
 def make_optimizer(model, config):
     """minbert's AdamW; with `head_lr` the fresh heads get their own learning rate (e.g. 1e-3
     while the pretrained encoder gets 5e-5: MultitaskBERT.param_groups)."""
-    optimizer = AdamW(model.param_groups(config.head_lr), lr=config.lr,
-                      weight_decay=config.weight_decay)
-    for group in optimizer.param_groups:  # what lr_decay scales (torch's schedulers' key)
-        group["initial_lr"] = group["lr"]
-    return optimizer
-
-
-def decay_lr(optimizer, config: TrainConfig, steps_done: int, steps_per_epoch: int):
-    """lr_decay "linear": each group's lr = its initial lr x (1 - steps_done / all steps).
-    A function of the step count alone, so a resumed run decays exactly as an unbroken one."""
-    if config.lr_decay == "linear":
-        left = max(0.0, 1 - steps_done / (steps_per_epoch * config.epochs))
-        for group in optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * left
+    return AdamW(model.param_groups(config.head_lr), lr=config.lr,
+                 weight_decay=config.weight_decay)
 
 
 # --- training -------------------------------------------------------------------------
@@ -192,9 +176,7 @@ def train_epoch(model, optimizer, loaders: dict, config: TrainConfig, epoch: int
     cuts = {-(-rounds * k // n) for k in range(1, n + 1)}  # the rounds that end a point
     iters = {t: iter(loaders[t]) for t in tasks}
     bar = tqdm(range(rounds), f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
-    per_epoch = rounds if config.mode == "pcgrad" else sum(sizes.values())  # optimizer steps
     for r in bar:
-        decay_lr(optimizer, config, step, per_epoch)
         take = [t for t, k in sizes.items() if (r + 1) * k // rounds > r * k // rounds]
         batches = D.add_shares({t: to_device(next(iters[t]), config.device) for t in take})
         one_round = pcgrad_round if config.mode == "pcgrad" else round_robin_round
@@ -253,8 +235,7 @@ def pcgrad_round(model, forward, optimizer, batches, config, epoch, step, seen, 
     return step
 
 
-# none changes what was computed (epochs does under lr_decay "linear": the decay spans them all)
-RESUME_MAY_DIFFER = ("epochs", "device", "cache_frozen")
+RESUME_MAY_DIFFER = ("epochs", "device", "cache_frozen")  # none changes what was computed
 
 
 def setup(config: TrainConfig, model_class=MultitaskBERT):
@@ -287,9 +268,8 @@ def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool 
     model, tokenizer, optimizer, (train_ex, dev_ex), (train_loaders, dev_loaders, whole_dev) = \
         setup(config, model_class)
     ck = asdict(config) | ({"world_size": D.world_size()} if D.world_size() > 1 else {})
-    may_differ = [k for k in RESUME_MAY_DIFFER if k != "epochs" or config.lr_decay == "constant"]
     history, start = resume_from(Path(out_dir) / "checkpoint.pt", model, optimizer, ck,
-                                 may_differ, config.device, D.rank()) if resume else ([], 0)
+                                 RESUME_MAY_DIFFER, config.device, D.rank()) if resume else ([], 0)
     step, buffer = (history[-1]["steps"] if history else 0), GradientBuffer()
     forward, progress = D.wrap(model, config.mode), progress and D.is_main()
     curve = predictions.DevCurve(model, dev_loaders, config.device, history, progress, D.evaluate)
@@ -340,8 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m minbert.train", description=__doc__.split("\n")[0])
     add_fields(p, TrainConfig, aliases={"tasks": ["--task"]},
                choices={"tasks": data.TASKS, "mode": MODES, "encoder": ENCODER_MODES,
-                                                              "schedule": SCHEDULES,
-                                                              "lr_decay": LR_DECAYS})
+                                                              "schedule": SCHEDULES})
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--predict-test", action="store_true", help="also write CS224N test files")

@@ -1,8 +1,7 @@
 """Every row of the seed report's results table, one command (notebook 08_results).
 
     python -m minbert.experiments show --preset cpu            # rows x settings, side by side
-    python -m minbert.experiments run --all --seeds 3 --preset cpu --results results/ \\
-        --runs runs/experiments
+    python -m minbert.experiments run --all --seeds 3 --preset cpu   # [--first-seed K]: K .. 2
     python -m minbert.experiments run --rows 0 2 9 --preset cpu-demo --results results/
     python -m minbert.experiments table --results results/
     python -m minbert.plan --preset cpu                        # estimated minutes per row
@@ -29,10 +28,9 @@ differs from the seed's baseline ("pretrain" = frozen encoder, the seed's name).
             full dev sets; 2 dev points an epoch. MLM pre-steps: 400 CFIMDB reviews.
   cpu-demo  160 train / 200 dev examples per task: a few-minute smoke run, not the table.
   tiny      for tests: 16 / 16 examples, 1 epoch, 2 batches per task, max_length 32.
-`--dry-run` caps any preset (8 examples, 1 epoch, 2 batches, 2 MLM steps, CPU unless
-`--device` says otherwise) so that the gpu preset's configs can be exercised in CI on a
-locally saved random BERT (`--model FOLDER`). Row 0 (zero-shot, minbert.zero_shot) trains
-nothing. A trained row's JSON whose config is not the row's now is an error, not a skip.
+`--dry-run` caps any preset (8 examples, 1 epoch, 2 batches, 2 MLM steps; CPU unless `--device`)
+so that CI runs the gpu configs on a locally saved random BERT (`--model FOLDER`). Row 0 trains
+nothing (minbert.zero_shot). A trained row's JSON whose config is not the row's now is an error.
 """
 from __future__ import annotations
 
@@ -316,6 +314,8 @@ def main(argv=None):
     s.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     a = p.parse_args(argv)
     if a.cmd == "run":
+        if not 0 <= a.first_seed < a.seeds:
+            p.error(f"--first-seed {a.first_seed}: expected 0 .. {a.seeds - 1} (--seeds {a.seeds})")
         if a.threads:
             torch.set_num_threads(a.threads)
         run_rows(all_rows(a.preset) if a.all else a.rows, range(a.first_seed, a.seeds), a.preset,

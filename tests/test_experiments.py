@@ -87,6 +87,21 @@ def test_plan_counts_rounds_by_schedule(monkeypatch):
         assert est == pytest.approx(0.0136 * (2 * 32 * per_epoch + dev) + 0.34 * steps), schedule
 
 
+def test_first_seed_runs_only_the_later_seeds(tiny, data_root, tmp_path):
+    """--seeds 2 --first-seed 1: seed 1 alone (the second of two processes sharing seeds 0-1);
+    a first seed outside 0 .. N-1 is an error, not a silent no-op."""
+    res = tmp_path / "results"
+    argv = ["run", "--rows", "1", "--seeds", "2", "--preset", "tiny", "--results", str(res),
+            "--runs", str(tmp_path / "runs"), "--model", str(tiny), "--data", str(data_root),
+            "--no-progress"]
+    E.main(argv + ["--first-seed", "1"])
+    made = list((res / "tiny").glob("*.json"))
+    assert [f.name for f in made] == ["row01-multitask-pretrain-seed1.json"]
+    assert json.loads(made[0].read_text())["seed"] == 1
+    with pytest.raises(SystemExit):
+        E.main(argv + ["--first-seed", "2"])
+
+
 def test_run_skip_and_read(tiny, data_root, tmp_path, capsys):
     res, runs = tmp_path / "results", tmp_path / "runs"
     argv = ["run", "--rows", "0", "2", "--preset", "tiny", "--results", str(res), "--runs",

@@ -40,6 +40,10 @@ CONFIGS = {  # name -> flags added to BASE (later flags win)
     # every Quora batch once an epoch (A: the shortest loader, STS's, sets the rounds, so
     # Quora sees ~37 % of its pairs an epoch); 1.7x A's steps an epoch, hence 2 epochs
     "E": ["--pair-mode", "separate", "--schedule", "spread", "--epochs", "2"],
+    # E with the lr decayed linearly to 0 over the two epochs (Devlin et al. 2019's schedule,
+    # no warmup): the end of a constant-lr run is noisy (row 12's SST: 0.43-0.49 over seeds)
+    "F": ["--pair-mode", "separate", "--schedule", "spread", "--epochs", "2",
+          "--lr-decay", "linear"],
 }
 
 

@@ -20,12 +20,12 @@ differs from the seed's baseline ("pretrain" = frozen encoder, the seed's name).
             batch 8, dropout 0.3, 10 epochs, lr 1e-5, the pooler), all the data,
             max_length 128, CUDA; MLM presets v1/v2 as in minbert.mlm.
   cpu       the table to commit, on 2 CPU cores with the bundled minilm-l6 (6 layers,
-            hidden 384). Its baseline is the course baseline (COURSE_BASELINE: lr 5e-5,
-            heads at 1e-3, mean pooling, pairs encoded separately, batch 32, 2 epochs of every
-            batch of every task ("spread"), max_length 64), tuned on held-out train
-            (benchmarks/README.md): the seed's settings barely move a fresh head at this
-            scale, as row 14 (the seed's settings on the same budget) shows. All training data;
-            full dev sets; 2 dev points an epoch. MLM pre-steps: 400 CFIMDB reviews.
+            hidden 384). Its baseline is the course baseline (COURSE_BASELINE: lr 5e-5, heads
+            at 1e-3, both decaying linearly to 0, mean pooling, pairs encoded separately, batch
+            32, 2 epochs of every batch of every task ("spread"), max_length 64), tuned on
+            held-out train (benchmarks/README.md): the seed's settings barely move a fresh head
+            at this scale, as row 14 (the seed's settings on the same budget) shows. All
+            training data; full dev sets; 2 dev points an epoch. MLM: 400 CFIMDB reviews.
   cpu-demo  160 train / 200 dev examples per task: a few-minute smoke run, not the table.
   tiny      for tests: 16 / 16 examples, 1 epoch, 2 batches per task, max_length 32.
 `--dry-run` caps any preset (8 examples, 1 epoch, 2 batches, 2 MLM steps; CPU unless `--device`)
@@ -68,7 +68,7 @@ FROZEN = dict(encoder="frozen", lr=1e-3)       # "pretrain": only the heads trai
 ADJUSTED = dict(batch_size=64, dropout=0.5)    # the seed's "adjusted hyper-parameters"
 # the seed's own training settings (CS224N defaults), for row 14 on a preset that changed them
 SEED_SETTINGS = dict(batch_size=8, dropout=0.3, lr=1e-5, head_lr=None, pooling="pooler",
-                     pair_mode="joint", schedule="shortest")
+                     pair_mode="joint", schedule="shortest", lr_decay="constant")
 ROWS = {
     0: Row("zero-shot", "no training: cosine of mean-pooled embeddings (STS r, Quora threshold "
            "from train); SST = majority-class baseline", None),
@@ -86,8 +86,8 @@ ROWS = {
     11: Row("mlm-v1", "extra MLM pre-training on CFIMDB (v1: batch 4), then row 2", {}, "v1"),
     12: Row("adjusted", "row 2 with adjusted hyper-parameters: batch 64, dropout 0.5", ADJUSTED),
     13: Row("adjusted-mlm-v2", "row 12 after MLM v2 (batch 4 x 32 accumulation)", ADJUSTED, "v2"),
-    14: Row("seed-settings", "row 2 with the seed's own settings (batch 8, dropout 0.3, lr 1e-5 "
-            "for heads too, pooler, joint pairs): not in the seed's table; = row 2 under gpu",
+    14: Row("seed-settings", "row 2 with the seed's own settings (batch 8, dropout 0.3, constant "
+            "lr 1e-5, heads too, pooler, joint pairs): not in the seed's table; = row 2 under gpu",
             SEED_SETTINGS),
 }
 # rows 3-8: single task, frozen ("pretrain", the seed's name) then fine-tuned, per task
@@ -103,10 +103,10 @@ ROWS = dict(sorted(ROWS.items()))
 # mlm: overrides of MLM_PRESETS for rows 11 and 13.
 SEED_BASELINE = dict(mode="multitask", encoder="finetune", epochs=10, lr=1e-5,
                      batch_size=8, dropout=0.3)  # the seed's row 2 (CS224N defaults)
-# The course baseline (benchmarks/README.md, config E, held-out train). "spread": every batch of
+# The course baseline (benchmarks/README.md, config F, held-out train). "spread": every batch of
 # every task once an epoch: 964 steps, 1.7x "shortest"'s 567 (row 2: 43 min, 1 thread, 82 GFLOP/s)
 COURSE_BASELINE = dict(mode="multitask", encoder="finetune", epochs=2, evals_per_epoch=2,
-                       schedule="spread", lr=5e-5, head_lr=1e-3, pooling="mean",
+                       schedule="spread", lr=5e-5, head_lr=1e-3, lr_decay="linear", pooling="mean",
                        pair_mode="separate", batch_size=32, dropout=0.1, model="minilm-l6",
                        device="cpu", max_length=64, eval_batch_size=64, n_train=None, n_dev=None)
 PRESETS = {
@@ -282,7 +282,7 @@ def show(preset) -> str:
             c = row_config(row, 0, s)
             cells = [(fmt(getattr(c, k)), w) for k, w in SHOWN]
             extra = " ".join([f"tasks={'+'.join(c.tasks)}"] * (c.mode == "single") + [
-                f"{k}={getattr(c, k)}" for k in ("sts_loss", "pcgrad_reduction")
+                f"{k}={getattr(c, k)}" for k in ("sts_loss", "pcgrad_reduction", "lr_decay")
                 if k in r.changes] + [f"MLM {r.mlm}"] * bool(r.mlm)) or "-"
         lines.append(f"{row:>3}  {r.name:<19} " + " ".join(f"{v:<{w}}" for v, w in cells)
                      + f" {extra:<30} {r.description}")

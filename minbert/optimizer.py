@@ -67,3 +67,17 @@ class AdamW(Optimizer):
                 if group["weight_decay"] != 0.0:
                     p.mul_(1 - lr * group["weight_decay"])
         return loss
+
+
+LR_DECAYS = ("constant", "linear")
+
+
+def decay_lr(optimizer, decay: str, steps_done: int, total_steps: int):
+    """decay "linear": every group's lr = its initial lr x (1 - steps_done / total_steps), down
+    to 0 at the last step (Devlin et al. 2019's schedule, without warmup); "constant": as is.
+    A function of the step count alone, so a resumed run decays as an unbroken one does
+    ("initial_lr", torch's schedulers' key, is saved with the optimizer's state)."""
+    if decay == "linear":
+        for group in optimizer.param_groups:
+            initial = group.setdefault("initial_lr", group["lr"])
+            group["lr"] = initial * max(0.0, 1 - steps_done / total_steps)

@@ -48,7 +48,7 @@ from .files import write_json
 from .frozen import FeatureCache
 from .heads import ENCODER_MODES, MultitaskBERT
 from .metrics import EpochScores, check_finite
-from .optimizer import AdamW
+from .optimizer import LR_DECAYS, AdamW, decay_lr
 from .pcgrad import REDUCTIONS, ConflictLog, GradientBuffer, pcgrad_backward
 from .predictions import to_device
 from .pretrained import load_pretrained
@@ -70,7 +70,7 @@ class TrainConfig:
     batch_size: int = 32
     eval_batch_size: int = 64
     lr: float | None = None              # None -> 1e-3 (frozen) / 1e-5 (finetune)
-    head_lr: float | None = None         # the heads' lr; None -> lr (see make_optimizer)
+    head_lr: float | None = None         # the heads' lr; None -> lr (model.param_groups)
     weight_decay: float = 0.0
     dropout: float = 0.1
     max_length: int = 64
@@ -79,6 +79,7 @@ class TrainConfig:
     evals_per_epoch: int = 1             # dev evaluations (curve points) per epoch, the last at its end
     max_batches_per_task: int | None = None  # caps the rounds of an epoch
     schedule: str = "shortest"           # shortest | spread: the rounds of an epoch (above)
+    lr_decay: str = "constant"           # constant | linear to 0 over the run (optimizer.decay_lr)
     seed: int = 0
     pcgrad_reduction: str = "sum"        # sum (paper) | mean (the seed's code)
     pair_mode: str = "joint"             # joint | separate (see heads.py)
@@ -95,6 +96,7 @@ class TrainConfig:
         check_choice("encoder", c.encoder, ENCODER_MODES)
         check_choice("pcgrad_reduction", c.pcgrad_reduction, REDUCTIONS)
         check_choice("schedule", c.schedule, SCHEDULES)
+        check_choice("lr_decay", c.lr_decay, LR_DECAYS)
         c.tasks = tuple(c.tasks) or (("sst",) if c.mode == "single" else data.TASKS)
         if not set(c.tasks) <= set(data.TASKS) or len(set(c.tasks)) != len(c.tasks):
             raise ValueError(f"tasks must be distinct names from {data.TASKS}, got {c.tasks}")
@@ -143,13 +145,6 @@ def build_model(config: TrainConfig, model_class=MultitaskBERT):
     return model.to(config.device), tokenizer
 
 
-def make_optimizer(model, config):
-    """minbert's AdamW; with `head_lr` the fresh heads get their own learning rate (e.g. 1e-3
-    while the pretrained encoder gets 5e-5: MultitaskBERT.param_groups)."""
-    return AdamW(model.param_groups(config.head_lr), lr=config.lr,
-                 weight_decay=config.weight_decay)
-
-
 # --- training -------------------------------------------------------------------------
 def epoch_rounds(batches: dict, config: TrainConfig) -> tuple[int, dict]:
     """-> (R, {task: its steps in the R rounds}) for loaders of `batches` batches (above)."""
@@ -176,7 +171,9 @@ def train_epoch(model, optimizer, loaders: dict, config: TrainConfig, epoch: int
     cuts = {-(-rounds * k // n) for k in range(1, n + 1)}  # the rounds that end a point
     iters = {t: iter(loaders[t]) for t in tasks}
     bar = tqdm(range(rounds), f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+    per_epoch = rounds if config.mode == "pcgrad" else sum(sizes.values())  # optimizer steps
     for r in bar:
+        decay_lr(optimizer, config.lr_decay, step, per_epoch * config.epochs)  # once a round
         take = [t for t, k in sizes.items() if (r + 1) * k // rounds > r * k // rounds]
         batches = D.add_shares({t: to_device(next(iters[t]), config.device) for t in take})
         one_round = pcgrad_round if config.mode == "pcgrad" else round_robin_round
@@ -235,7 +232,8 @@ def pcgrad_round(model, forward, optimizer, batches, config, epoch, step, seen, 
     return step
 
 
-RESUME_MAY_DIFFER = ("epochs", "device", "cache_frozen")  # none changes what was computed
+# none changes what was computed (but epochs under lr_decay "linear": the decay spans them)
+RESUME_MAY_DIFFER = ("epochs", "device", "cache_frozen")
 
 
 def setup(config: TrainConfig, model_class=MultitaskBERT):
@@ -243,7 +241,8 @@ def setup(config: TrainConfig, model_class=MultitaskBERT):
     seed_everything(config.seed)
     model, tokenizer = build_model(config, model_class)
     train_ex, dev_ex = load_examples(config)
-    optimizer = make_optimizer(model, config)
+    optimizer = AdamW(model.param_groups(config.head_lr), lr=config.lr,  # the heads: head_lr
+                      weight_decay=config.weight_decay)
     whole_dev = task_loaders(dev_ex, tokenizer, config, train=False)
     dev_loaders = D.shard(whole_dev, dev=True)
     train_loaders = D.shard(task_loaders(train_ex, tokenizer, config, train=True))
@@ -268,8 +267,9 @@ def run(config: TrainConfig, out_dir=None, resume: bool = False, progress: bool 
     model, tokenizer, optimizer, (train_ex, dev_ex), (train_loaders, dev_loaders, whole_dev) = \
         setup(config, model_class)
     ck = asdict(config) | ({"world_size": D.world_size()} if D.world_size() > 1 else {})
+    may_differ = [k for k in RESUME_MAY_DIFFER if k != "epochs" or config.lr_decay == "constant"]
     history, start = resume_from(Path(out_dir) / "checkpoint.pt", model, optimizer, ck,
-                                 RESUME_MAY_DIFFER, config.device, D.rank()) if resume else ([], 0)
+                                 may_differ, config.device, D.rank()) if resume else ([], 0)
     step, buffer = (history[-1]["steps"] if history else 0), GradientBuffer()
     forward, progress = D.wrap(model, config.mode), progress and D.is_main()
     curve = predictions.DevCurve(model, dev_loaders, config.device, history, progress, D.evaluate)
@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m minbert.train", description=__doc__.split("\n")[0])
     add_fields(p, TrainConfig, aliases={"tasks": ["--task"]},
                choices={"tasks": data.TASKS, "mode": MODES, "encoder": ENCODER_MODES,
-                                                              "schedule": SCHEDULES})
+                        "schedule": SCHEDULES, "lr_decay": LR_DECAYS})
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--predict-test", action="store_true", help="also write CS224N test files")

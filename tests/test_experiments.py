@@ -43,7 +43,8 @@ def test_every_row_has_a_config_in_every_preset():
                 E.row_config(row, 0, s)  # resolves (validates) without error
     gpu = E.row_config(2, 0, E.preset_settings("gpu"))
     assert (gpu.model, gpu.batch_size, gpu.dropout, gpu.epochs, gpu.lr, gpu.max_length,
-            gpu.n_train) == ("bert-base-uncased", 8, 0.3, 10, 1e-5, 128, None)
+            gpu.n_train, gpu.lr_decay) == (
+        "bert-base-uncased", 8, 0.3, 10, 1e-5, 128, None, "constant")
     adj = E.row_config(12, 0, E.preset_settings("gpu"))
     assert (adj.batch_size, adj.dropout) == (64, 0.5)
     assert 14 not in E.all_rows("gpu") and E.row_config(14, 0, E.preset_settings("gpu")) == gpu
@@ -51,7 +52,8 @@ def test_every_row_has_a_config_in_every_preset():
     cpu = E.preset_settings("cpu")
     base = E.row_config(2, 0, cpu)
     assert (base.lr, base.head_lr, base.pooling, base.pair_mode, base.batch_size, base.n_train,
-            base.n_dev, base.schedule) == (5e-5, 1e-3, "mean", "separate", 32, None, None, "spread")
+            base.n_dev, base.schedule, base.lr_decay) == (
+        5e-5, 1e-3, "mean", "separate", 32, None, None, "spread", "linear")
     for preset in ("gpu", "cpu"):
         settings = E.preset_settings(preset)
         b = asdict(E.row_config(2, 0, settings))
@@ -60,8 +62,8 @@ def test_every_row_has_a_config_in_every_preset():
             got = {k: v for k, v in c.items() if v != b[k]}
             assert got == {k: v for k, v in want.items() if b[k] != v}, (preset, row, got)
     s14 = E.row_config(14, 0, cpu)
-    assert (s14.lr, s14.head_lr, s14.pooling, s14.batch_size, s14.schedule) == (
-        1e-5, None, "pooler", 8, "shortest")
+    assert (s14.lr, s14.head_lr, s14.pooling, s14.batch_size, s14.schedule, s14.lr_decay) == (
+        1e-5, None, "pooler", 8, "shortest", "constant")  # the seed's lr: constant (report.txt)
     assert "MLM v2" in E.show("cpu")
 
 

@@ -95,6 +95,27 @@ def test_same_seed_same_metrics_and_files(tiny, data_root, tmp_path):
     assert m1["dev"]["sst"]["acc"] == pytest.approx(acc)
 
 
+def test_linear_lr_decay_by_hand(tiny, data_root, tmp_path, monkeypatch):
+    """lr_decay='linear', set once a round: lr x (1 - steps done / 20). The spread epoch of the
+    test below steps 1, 2, 2, 2, 3 times in its five rounds, so the rounds start after 0, 1, 3,
+    5, 7 steps (epoch 2: 10, 11, 13, 15, 17). Both groups (encoder 1e-3, heads 1e-2) decay."""
+    seen, real = [], T.AdamW.step
+    monkeypatch.setattr(T.AdamW, "step", lambda self, *a: seen.append(
+        sorted(g["lr"] for g in self.param_groups)) or real(self, *a))
+    c = cfg(tiny, data_root, mode="multitask", schedule="spread", lr=1e-3, head_lr=1e-2,
+            lr_decay="linear", n_train={"sst": 16, "quora": 40, "sts": 24})
+    T.run(c, tmp_path / "a", progress=False)
+    done = [0, 1, 3, 5, 7, 10, 11, 13, 15, 17]
+    per_step = [1 - d / 20 for d, n in zip(done, [1, 2, 2, 2, 3] * 2) for _ in range(n)]
+    assert len(seen) == 20
+    assert sum(seen, []) == pytest.approx([x * f for f in per_step for x in (1e-3, 1e-2)])
+    with pytest.raises(ValueError, match="lr_decay"):
+        T.TrainConfig(lr_decay="cosine").resolved()
+    # resuming with more epochs would change a decay that spans them all: refused
+    with pytest.raises(Exception, match="epochs"):
+        T.run(dataclasses.replace(c, epochs=3), tmp_path / "a", resume=True, progress=False)
+
+
 def test_spread_schedule_takes_every_batch_once_evenly(tiny, data_root, tmp_path, monkeypatch):
     """schedule='spread': R = the longest loader; the oracle is a hand count. Batches of 8:
     sst 16 -> 2, quora 40 -> 5, sts 24 -> 3. Round r takes task t when floor((r+1) n/5) steps
@@ -192,9 +213,11 @@ class Interrupt(Exception):
 
 
 def test_pcgrad_interrupted_then_resumed_matches(tiny, data_root, tmp_path):
-    """In-process version for PCGrad, whose projection order draws from the global RNG."""
+    """In-process version for PCGrad, whose projection order draws from the global RNG; with
+    the linear lr decay, which the resumed run must continue from the checkpoint's initial lr."""
     pytest.importorskip("minbert.pcgrad")
-    c = cfg(tiny, data_root, mode="pcgrad", tasks=("sst", "quora", "sts"), n_train=16, epochs=2)
+    c = cfg(tiny, data_root, mode="pcgrad", tasks=("sst", "quora", "sts"), n_train=16, epochs=2,
+            lr_decay="linear")
 
     def stop(epoch, history):
         if epoch == 1:
@@ -209,6 +232,10 @@ def test_pcgrad_interrupted_then_resumed_matches(tiny, data_root, tmp_path):
     h = read(tmp_path / "straight/history.json")
     assert strip_times(read(tmp_path / "cut/history.json")) == strip_times(h)
     assert [e["steps"] for e in h] == [2, 4]  # one optimizer step per round of 3 tasks
+    # the last round (3 of its 4 steps done) ran at 1e-3 x (1 - 3/4), both runs
+    for run in ("cut", "straight"):
+        groups = torch.load(tmp_path / run / "checkpoint.pt", weights_only=True)["optimizer"]
+        assert [g["lr"] for g in groups["param_groups"]] == pytest.approx([2.5e-4] * 2)
     assert set(h[0]["conflict"]) == {"sst-quora", "sst-sts", "quora-sts"}
 
 

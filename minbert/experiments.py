@@ -104,7 +104,7 @@ ROWS = dict(sorted(ROWS.items()))
 SEED_BASELINE = dict(mode="multitask", encoder="finetune", epochs=10, lr=1e-5,
                      batch_size=8, dropout=0.3)  # the seed's row 2 (CS224N defaults)
 # The course baseline (benchmarks/README.md, config F, held-out train). "spread": every batch of
-# every task once an epoch: 964 steps, 1.7x "shortest"'s 567 (row 2: 43 min, 1 thread, 82 GFLOP/s)
+# every task once an epoch: 964 steps, 1.7x "shortest"'s 567 (row 2: 40 min, 1 thread, 100 GFLOP/s)
 COURSE_BASELINE = dict(mode="multitask", encoder="finetune", epochs=2, evals_per_epoch=2,
                        schedule="spread", lr=5e-5, head_lr=1e-3, lr_decay="linear", pooling="mean",
                        pair_mode="separate", batch_size=32, dropout=0.1, model="minilm-l6",

@@ -112,7 +112,7 @@ def test_linear_lr_decay_by_hand(tiny, data_root, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="lr_decay"):
         T.TrainConfig(lr_decay="cosine").resolved()
     # resuming with more epochs would change a decay that spans them all: refused
-    with pytest.raises(Exception, match="epochs"):
+    with pytest.raises(ValueError, match="epochs"):
         T.run(dataclasses.replace(c, epochs=3), tmp_path / "a", resume=True, progress=False)
 
 

@@ -1,11 +1,15 @@
 """Resumable runs: the checkpoint written at every epoch end, and the random state in it.
 
-The file holds the model, the optimizer, every random generator's state, the epoch, the
-history so far and the config, as tensors and plain values: it loads with
+`Checkpointer` is the trainer's callback (trainer.py) that writes OUT/checkpoint.pt and
+OUT/history.json at every epoch end and `resume`s a run from them. The file holds the model,
+the optimizer, every random generator's state, the epoch, the history so far and the config,
+as tensors and plain values: it loads with
 `torch.load(weights_only=True)`, so resuming never unpickles code. It is written atomically
 (minbert.files), so a run killed while saving leaves the previous epoch's checkpoint.
 A resumed run restores torch's, Python's and numpy's generators, so it draws the same
-dropout masks, shuffles and PCGrad orders as a run that was never interrupted.
+dropout masks, shuffles and PCGrad orders as a run that was never interrupted. A finished
+run keeps its final weights without the optimizer's state (AdamW's two moments: two thirds
+of the file), unless `keep_optimizer`: only a run that keeps it can be trained further.
 """
 from __future__ import annotations
 
@@ -16,19 +20,51 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import write_bytes
+from .files import write_bytes, write_json
+from .trainer import State
+
+CHECKPOINT = "checkpoint.pt"
 
 
-def save_checkpoint(path, model, optimizer, epoch: int, history: list, config: dict,
-                    rng: list | None = None):
-    """rng: [get_rng_state()] of every rank (train.run under torchrun); None: this process's.
-    Rank 0's is "rng"; with several ranks, all of them are "rng_ranks" too."""
+class Checkpointer:
+    """Writes OUT/checkpoint.pt and OUT/history.json at every epoch end (the process that
+    writes, rank 0, alone; every rank's generators go in); `config`: the run's, as a dict,
+    saved with it and compared on resume; `out_dir` None: nothing written."""
+
+    def __init__(self, out_dir, config: dict, keep_optimizer: bool = False):
+        self.out = None if out_dir is None else Path(out_dir)
+        self.config, self.keep_optimizer = config, keep_optimizer
+
+    def resume(self, trainer, may_differ=()):
+        """Load OUT/checkpoint.pt into the trainer's model, optimizer and state."""
+        history, epoch = resume_from(self.out / CHECKPOINT, trainer.model, trainer.optimizer,
+                                     self.config, may_differ, trainer.config.device,
+                                     trainer.strategy.rank)
+        trainer.state = State(epoch, history[-1]["steps"] if history else 0, history)
+
+    def on_epoch_end(self, trainer):
+        s = trainer.state
+        rng = trainer.strategy.all_gather(get_rng_state())  # every rank's: resume continues each
+        if self.out is not None and trainer.strategy.is_main:
+            final = s.epoch >= trainer.config.epochs and not self.keep_optimizer
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(self.out / CHECKPOINT, trainer.model,
+                            None if final else trainer.optimizer, s, self.config, rng)
+            write_json(self.out / "history.json", s.history)
+        trainer.strategy.barrier()  # the files are there for every rank
+
+
+def save_checkpoint(path, model, optimizer, state: State, config: dict, rng: list | None = None):
+    """optimizer None: the final weights alone. rng: [get_rng_state()] of every rank; None:
+    this process's. Rank 0's is "rng"; with several ranks, all of them are "rng_ranks" too."""
     rng = rng or [get_rng_state()]
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "rng": rng[0], "epoch": epoch, "history": history, "config": config}
+    ck = {"model": model.state_dict(), "rng": rng[0], "epoch": state.epoch,
+          "history": state.history, "config": config}
+    if optimizer is not None:
+        ck["optimizer"] = optimizer.state_dict()
     if len(rng) > 1:
-        state["rng_ranks"] = rng
-    write_bytes(path, writer=lambda f: torch.save(state, f))
+        ck["rng_ranks"] = rng
+    write_bytes(path, writer=lambda f: torch.save(ck, f))
 
 
 def resume_from(path, model, optimizer, config: dict, may_differ=(), device="cpu", rank=0):
@@ -48,8 +84,13 @@ def resume_from(path, model, optimizer, config: dict, may_differ=(), device="cpu
                 if saved.get(k) != now.get(k)}
         raise ValueError(f"{path}: config differs from the checkpoint's "
                          f"(field: (checkpoint, now)): {diff}")
+    if "optimizer" not in ck and ck["epoch"] < config.get("epochs", 0):
+        raise ValueError(f"{path}: a finished run's final weights, without the optimizer's "
+                         "state: it cannot be trained further (train with --keep-optimizer "
+                         "to keep that state)")
     model.load_state_dict(ck["model"])
-    optimizer.load_state_dict(ck["optimizer"])
+    if "optimizer" in ck:
+        optimizer.load_state_dict(ck["optimizer"])
     set_rng_state(ck["rng_ranks"][rank] if "rng_ranks" in ck else ck["rng"])
     return ck["history"], ck["epoch"]
 

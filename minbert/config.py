@@ -5,14 +5,17 @@
     parser = argparse.ArgumentParser(); add_fields(parser, TrainConfig)
     config = from_args(TrainConfig, parser.parse_args())      # --lr 5e-5 --pooling mean
 
-Field `foo_bar` becomes the flag `--foo-bar` with the field's type; bools get
-`--foo/--no-foo`; tuple fields take one or more values. Each run saves its config (asdict)
+Field `foo_bar` becomes the flag `--foo-bar` with the field's type and, as its help, the
+comment beside the field in the class (one source: what the reader of the class sees is what
+`--help` says); bools get `--foo/--no-foo`; tuple fields take one or more values. Each run saves its config (asdict)
 beside its results, so the command line, the notebook call and the saved file say the same.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import re
 import typing
 
 
@@ -23,26 +26,41 @@ def check_choice(name: str, value, choices):
     return value
 
 
+def field_help(cls) -> dict:
+    """{field: the comment on its line in the class source} (`name: type = value  # help`)."""
+    pattern = re.compile(r"^\s+(\w+): [^#\n]*#\s*(.+)$", re.M)
+    return dict(pattern.findall(inspect.getsource(cls)))
+
+
 def add_fields(parser: argparse.ArgumentParser, cls, choices: dict | None = None,
                aliases: dict | None = None) -> argparse.ArgumentParser:
     """One flag per field of the dataclass `cls` (defaults from the dataclass). `choices`
     maps a field to its allowed values, `aliases` a field to extra flag names."""
-    choices, aliases = choices or {}, aliases or {}
+    choices, aliases, helps = choices or {}, aliases or {}, field_help(cls)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flags = ["--" + f.name.replace("_", "-"), *aliases.get(f.name, ())]
         typ = hints[f.name]
         args = [a for a in typing.get_args(typ) if a is not type(None)]
         base = typing.get_origin(typ) or typ if not args else args[0]
+        if type(None) in typing.get_args(typ) and base is not tuple:  # `--lr none` -> None
+            base = _or_none(base)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kw = dict(default=default, choices=choices.get(f.name))
+        kw = dict(default=default, choices=choices.get(f.name), help=helps.get(f.name))
         if base is bool:
-            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kw)
         elif base is tuple:
             parser.add_argument(*flags, nargs="+", **kw)
         else:
             parser.add_argument(*flags, type=base, **kw)
     return parser
+
+
+def _or_none(typ):
+    def parse(text: str):
+        return None if text.lower() == "none" else typ(text)
+    parse.__name__ = typ.__name__  # argparse names the type in its errors
+    return parse
 
 
 def from_args(cls, namespace):

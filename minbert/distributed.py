@@ -2,11 +2,12 @@
 
     torchrun --standalone --nproc-per-node 4 -m minbert.train --mode multitask --out runs/rr ...
 
-With WORLD_SIZE > 1 (torchrun's environment variables) the first call here joins the process
-group: NCCL for CUDA tensors (each rank on cuda:LOCAL_RANK), gloo for CPU ones. With one
-process every helper is the identity, so single-process runs are unchanged.
+With WORLD_SIZE > 1 (torchrun's environment variables) `strategy()` joins the process group
+(NCCL for CUDA tensors, each rank on cuda:LOCAL_RANK; gloo for CPU ones) and returns a
+`DataParallel`; with one process a `SingleProcess`, whose every hook is the identity, so the
+trainer (trainer.py) calls the same hooks either way and single-process runs are unchanged.
 
-What train.py does with these helpers:
+The hooks:
   data      `shard`: rank r takes its slice of each GLOBAL batch of world x batch_size
             examples of the same (seed, epoch) permutation one process would draw, so N ranks
             with batch B see in each step exactly what one process with batch N x B sees.
@@ -18,8 +19,9 @@ What train.py does with these helpers:
             backward passes unsynchronised, averages the (tasks x parameters) rows once per
             step (`mean_rows`, before the surgery: the projection must see global gradients)
             and the heads' gradients (`mean_grads`).
-  dev       `shard(dev=True)` + `evaluate`: each rank predicts every N-th dev example; the
-            predictions are gathered so every rank scores the whole dev set.
+  metrics   `gather_scores`: the training batches' statistics of every rank as one.
+  dev       `shard(dev=True)` + `gather_predictions`: each rank predicts every N-th dev
+            example; the predictions are gathered so every rank scores the whole dev set.
   files     only rank 0 writes (`is_main`); the others wait at `barrier`s.
 """
 from __future__ import annotations
@@ -34,8 +36,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
-from .metrics import METRIC, EpochScores, metric
-from .predictions import predict_loader
+from .metrics import EpochScores
 
 
 # ------------------------------------------------------------------ the process group
@@ -104,10 +105,6 @@ def all_gather(obj) -> list:
     return out
 
 
-def run_info(batch_size: int) -> dict:
-    return {"world_size": world_size(), "global_batch_size": world_size() * batch_size}
-
-
 # ---------------------------------------------------------------------------- data
 class ShardedSampler(Sampler[int]):
     """Rank r's part of each global batch (world x batch_size) of `order` (data.EpochSampler,
@@ -171,17 +168,6 @@ def shard(loaders: dict, dev: bool = False) -> dict:
             for t, ld in loaders.items()}
 
 
-def add_shares(batches: dict) -> dict:
-    """Set batch["share"] = N n_r / n for each task's batch (one all-reduce a round)."""
-    if not active():
-        return batches
-    n = torch.tensor([float(len(b["ids"])) for b in batches.values()], dtype=torch.float64)
-    total = _all_reduce(n.clone())
-    for (t, b), n_r, n_all in zip(batches.items(), n.tolist(), total.tolist()):
-        b["share"] = world_size() * n_r / n_all
-    return batches
-
-
 # --------------------------------------------------------------------------- steps
 class LossForward(torch.nn.Module):
     """model.forward_loss as a module's forward, so DDP sees (and syncs) it; the loss is
@@ -196,75 +182,126 @@ class LossForward(torch.nn.Module):
         return (loss * batch["share"] if "share" in batch else loss), out
 
 
-def wrap(model, mode: str):
-    """-> forward(task, batch) -> (loss, output). DDP for single / multitask (each head is
-    unused in the other tasks' steps: find_unused_parameters); PCGrad syncs by hand."""
-    forward = LossForward(model)
-    if not active() or mode == "pcgrad":
-        return forward
-    device = next(model.parameters()).device
-    return DistributedDataParallel(forward, device_ids=[device] if device.type == "cuda" else None,
-                                   find_unused_parameters=True)
-
-
 def _all_reduce(t: torch.Tensor) -> torch.Tensor:
     dist.all_reduce(t)
     return t
 
 
-def mean_rows(rows: torch.Tensor) -> torch.Tensor:
-    """PCGrad's rows (T, P) <- their mean over ranks, and every rank's CPU generator <- rank
-    0's, so all ranks draw the same projection orders (dropout on CPU consumes the stream by
-    batch shape, which differs by rank) and rank 0's stream is that of one process."""
-    if active():
-        _all_reduce(rows).div_(world_size())
+class SingleProcess:
+    """One process: every hook leaves its argument as it is."""
+    world_size, rank, is_main = 1, 0, True
+
+    def shard(self, loaders: dict, dev: bool = False) -> dict:
+        return loaders
+
+    def wrap(self, model, mode: str):
+        """-> forward(task, batch) -> (loss, output)."""
+        return LossForward(model)
+
+    def add_shares(self, batches: dict) -> dict:
+        return batches
+
+    def mean_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows
+
+    def mean_grads(self, params, skip=()):
+        pass
+
+    def gather_scores(self, seen: EpochScores) -> EpochScores:
+        return seen
+
+    def gather_predictions(self, ids, preds, golds):
+        return ids, preds, golds
+
+    def all_gather(self, obj) -> list:
+        return [obj]
+
+    def barrier(self):
+        pass
+
+    def run_info(self, batch_size: int) -> dict:
+        return {"world_size": self.world_size, "global_batch_size": self.world_size * batch_size}
+
+
+class DataParallel(SingleProcess):
+    """N processes under torchrun (module docstring): the same hooks, across ranks."""
+
+    def __init__(self):
+        active()  # joins the process group
+        self.world_size, self.rank, self.is_main = world_size(), rank(), is_main()
+
+    def shard(self, loaders: dict, dev: bool = False) -> dict:
+        return shard(loaders, dev)
+
+    def all_gather(self, obj) -> list:
+        return all_gather(obj)
+
+    def barrier(self):
+        barrier()
+
+    def wrap(self, model, mode: str):
+        """DDP for single / multitask (each head is unused in the other tasks' steps:
+        find_unused_parameters); PCGrad syncs by hand (mean_rows, mean_grads)."""
+        forward = LossForward(model)
+        if mode == "pcgrad":
+            return forward
+        device = next(model.parameters()).device
+        return DistributedDataParallel(forward, find_unused_parameters=True,
+                                       device_ids=[device] if device.type == "cuda" else None)
+
+    def add_shares(self, batches: dict) -> dict:
+        """batch["share"] = N n_r / n for each task's batch (one all-reduce a round)."""
+        n = torch.tensor([float(len(b["ids"])) for b in batches.values()], dtype=torch.float64)
+        total = _all_reduce(n.clone())
+        for (t, b), n_r, n_all in zip(batches.items(), n.tolist(), total.tolist()):
+            b["share"] = self.world_size * n_r / n_all
+        return batches
+
+    def mean_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """PCGrad's rows (T, P) <- their mean over ranks, and every rank's CPU generator <-
+        rank 0's, so all ranks draw the same projection orders (dropout on CPU consumes the
+        stream by batch shape, which differs by rank) and rank 0's is that of one process."""
+        _all_reduce(rows).div_(self.world_size)
         state = [torch.get_rng_state()]
         dist.broadcast_object_list(state, src=0)
         torch.set_rng_state(state[0])
-    return rows
+        return rows
 
+    def mean_grads(self, params, skip=()):
+        """The .grad of `params` (less those in `skip`) <- their mean over ranks."""
+        skip = {id(p) for p in skip}
+        grads = [p.grad for p in params if p.grad is not None and id(p) not in skip]
+        if not grads:
+            return
+        flat = _all_reduce(torch.cat([g.reshape(-1) for g in grads])).div_(self.world_size)
+        off = 0
+        for g in grads:
+            g.copy_(flat[off:off + g.numel()].view_as(g))
+            off += g.numel()
 
-def mean_grads(params, skip=()):
-    """The .grad of `params` (less those in `skip`) <- their mean over ranks (one all-reduce)."""
-    skip = {id(p) for p in skip}
-    grads = [p.grad for p in params if p.grad is not None and id(p) not in skip]
-    if not active() or not grads:
-        return
-    flat = _all_reduce(torch.cat([g.reshape(-1) for g in grads])).div_(world_size())
-    off = 0
-    for g in grads:
-        g.copy_(flat[off:off + g.numel()].view_as(g))
-        off += g.numel()
+    def gather_scores(self, seen: EpochScores) -> EpochScores:
+        """Every rank's training-batch statistics as one: losses are shares (add_shares) of
+        the global batch mean, so their sum over ranks / N is that mean."""
+        parts = all_gather(seen.s)
+        merged = EpochScores(list(seen.s))
+        for t, s in merged.s.items():
+            s["loss"] = sum(p[t]["loss"] for p in parts) / len(parts)
+            s["n"] = parts[0][t]["n"]
+            for p in parts:
+                s["pred"] += p[t]["pred"]
+                s["gold"] += p[t]["gold"]
+        return merged
 
-
-# ------------------------------------------------------------------------- metrics
-def gather_scores(seen: EpochScores) -> EpochScores:
-    """The training-batch statistics of every rank as one EpochScores: losses are shares
-    (add_shares) of the global batch mean, so their sum over ranks / N is that mean."""
-    parts = all_gather(seen.s)
-    if len(parts) == 1:
-        return seen
-    merged = EpochScores(list(seen.s))
-    for t, s in merged.s.items():
-        s["loss"] = sum(p[t]["loss"] for p in parts) / len(parts)
-        s["n"] = parts[0][t]["n"]
-        for p in parts:
-            s["pred"] += p[t]["pred"]
-            s["gold"] += p[t]["gold"]
-    return merged
-
-
-def evaluate(model, loaders: dict, device="cpu") -> tuple[dict, dict]:
-    """predictions.evaluate over the whole dev set: each rank predicts its shard (shard(dev=True)),
-    the shards are gathered and re-interleaved into file order, every rank scores them."""
-    scores, preds = {}, {}
-    for t, loader in loaders.items():
-        ids, p, g = predict_loader(model, t, loader, device)
-        parts = all_gather((ids, p, g or []))
+    def gather_predictions(self, ids, preds, golds):
+        """This rank's dev shard (every N-th example, shard(dev=True)) -> the whole dev set's
+        (ids, predictions, golds) in file order, on every rank."""
+        parts = all_gather((ids, preds, golds or []))
         n = sum(len(part[0]) for part in parts)
         order = [(i % len(parts), i // len(parts)) for i in range(n)]
-        ids, p, g = ([parts[r][k][j] for r, j in order] for k in range(3))
-        g = g or None
-        scores[t] = {METRIC[t]: metric(t, p, g)}
-        preds[t] = (ids, p, g)
-    return scores, preds
+        ids, preds, golds = ([parts[r][k][j] for r, j in order] for k in range(3))
+        return ids, preds, golds or None
+
+
+def strategy() -> SingleProcess:
+    """DataParallel under torchrun with more than one process, else SingleProcess."""
+    return DataParallel() if world_size() > 1 else SingleProcess()

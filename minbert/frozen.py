@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .predictions import to_device
+from .trainer import to_device
 
 
 class FeatureCache:

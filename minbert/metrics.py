@@ -58,19 +58,22 @@ class EpochScores:
     def __init__(self, tasks):
         self.s = {t: {"loss": 0.0, "n": 0, "pred": [], "gold": []} for t in tasks}
 
-    def add(self, task, loss: float, pred, gold):
+    def add(self, task, loss: float, pred=None, gold=None):
+        """One batch; without pred and gold (a model with no `decide`) its loss alone."""
         s = self.s[task]
         s["loss"] += loss
         s["n"] += 1
-        s["pred"].extend(pred.cpu().tolist())
-        s["gold"].extend(gold.cpu().tolist())
+        if pred is not None:
+            s["pred"].extend(pred.cpu().tolist())
+            s["gold"].extend(gold.cpu().tolist())
 
     def losses(self) -> dict:
         return {t: f"{s['loss'] / max(s['n'], 1):.3f}" for t, s in self.s.items()}
 
     def summary(self) -> dict:
         """Per task with batches (schedule 'spread': a task may have none between two points)."""
-        return {t: {"loss": s["loss"] / s["n"], METRIC[t]: metric(t, s["pred"], s["gold"]),
+        return {t: {"loss": s["loss"] / s["n"],
+                    **({METRIC[t]: metric(t, s["pred"], s["gold"])} if s["pred"] else {}),
                     "batches": s["n"]} for t, s in self.s.items() if s["n"]}
 
 

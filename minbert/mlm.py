@@ -29,6 +29,7 @@ from .files import write_json
 from .mlm_head import HEAD_FILE, IGNORE, BertForMLM, load_mlm
 from .optimizer import AdamW
 from .pretrained import save_pretrained
+from .trainer import Trainer, TrainerConfig
 
 # The seed project's two runs. v2 = the same data with 32x larger effective batches
 # (4 x 32 = 128 sequences per optimizer step). lr 5e-5 for the pretrained encoder; a head
@@ -123,41 +124,61 @@ def evaluate_mlm(model: BertForMLM, texts, tokenizer, *, batch_size=16, max_leng
 
 
 # ------------------------------------------------------------------------ training
-def train_mlm(model: BertForMLM, seqs, tokenizer, optimizer, *, batch_size=4, accumulation_steps=1,
-              epochs=1, seed=0, max_steps=None, log_every=10, callback=None) -> list[dict]:
-    """Epochs over `seqs` in a seeded order; masks drawn afresh each epoch (RoBERTa's dynamic
-    masking), per sequence, from seed/epoch/index. One optimizer step per `accumulation_steps`
-    micro-batches. The loss is summed over the group's masked tokens and divided by their
-    total count, so 4 x 2 accumulation equals one batch of 8 (a mean of per-batch means
-    would weight a batch with few masked tokens more). -> history of {step, epoch, loss}."""
-    model.train()
-    history, step, group = [], 0, batch_size * accumulation_steps
-    for epoch in range(epochs):
-        order = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(seed + epoch))
-        for start in range(0, len(order), group):
-            idx = order[start:start + group].tolist()
-            micro = []
-            for k in range(0, len(idx), batch_size):
-                part = idx[k:k + batch_size]
-                seeds = [(seed * 1000 + epoch) * 1_000_003 + j for j in part]  # text j, epoch
-                micro.append(masked_batch([seqs[j] for j in part], tokenizer, seeds))
+class MaskedTexts:
+    """The trainer's loader of masked text: epoch e takes the texts in a seeded order
+    (seed + e), masks each afresh (RoBERTa's dynamic masking) from seed/epoch/index, and
+    yields one list of `accumulation_steps` micro-batches per optimizer step, each carrying
+    "n_masked", the masked tokens of the whole step (a step with none is skipped)."""
+
+    def __init__(self, seqs, tokenizer, batch_size=4, accumulation_steps=1, seed=0):
+        self.seqs, self.tok, self.seed = seqs, tokenizer, seed
+        self.batch_size, self.group = batch_size, batch_size * accumulation_steps
+        self.steps = []
+
+    def set_epoch(self, epoch: int):
+        order = torch.randperm(len(self.seqs),
+                               generator=torch.Generator().manual_seed(self.seed + epoch))
+        self.steps = []
+        for start in range(0, len(order), self.group):
+            idx = order[start:start + self.group].tolist()
+            micro = [masked_batch([self.seqs[j] for j in part], self.tok,
+                                  [(self.seed * 1000 + epoch) * 1_000_003 + j for j in part])
+                     for part in (idx[k:k + self.batch_size]
+                                  for k in range(0, len(idx), self.batch_size))]
             n_masked = sum(int((b["labels"] != IGNORE).sum()) for b in micro)
-            if n_masked == 0:
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            total = 0.0
-            for b in micro:
-                loss, _ = model.masked_loss(**b, reduction="sum")
-                (loss / n_masked).backward()
-                total += loss.item()
-            optimizer.step()
-            step += 1
-            history.append({"step": step, "epoch": epoch, "loss": total / n_masked})
-            if callback and (step % log_every == 0):
-                callback(history[-1])
-            if max_steps is not None and step >= max_steps:
-                return history
-    return history
+            if n_masked:
+                self.steps.append([b | {"n_masked": n_masked} for b in micro])
+
+    def __len__(self):
+        return len(self.steps)
+
+    def __iter__(self):
+        return iter(self.steps)
+
+
+class StepLog:
+    """The trainer's callback: {step, epoch, loss} of every optimizer step; every
+    `every` steps handed to `callback` (e.g. a print)."""
+
+    def __init__(self, callback=None, every=50):
+        self.history, self.callback, self.every = [], callback, every
+
+    def on_step(self, trainer, task, loss):
+        self.history.append({"step": trainer.state.step, "epoch": trainer.state.epoch,
+                             "loss": loss})
+        if self.callback and trainer.state.step % self.every == 0:
+            self.callback(self.history[-1])
+
+
+def train_mlm(model: BertForMLM, texts: MaskedTexts, optimizer, epochs=1, max_steps=None,
+              callback=None) -> list[dict]:
+    """`epochs` over `texts` (or `max_steps` optimizer steps) through the one training loop
+    (trainer.Trainer, one task "mlm"); -> the history of {step, epoch, loss}."""
+    log = StepLog(callback)
+    config = TrainerConfig(mode="single", epochs=epochs, max_steps=max_steps,
+                           log_conflict=False)
+    Trainer(model, {"mlm": texts}, config, optimizer=optimizer, callbacks=[log]).fit()
+    return log.history
 
 
 # ------------------------------------------------------------------------ the run
@@ -194,9 +215,8 @@ def warm_up_head(model: BertForMLM, train_seqs, tok, c: MLMConfig, callback) -> 
         p.requires_grad_(False)
     opt = AdamW(model.head_parameters(), lr=c.head_lr, weight_decay=c.weight_decay)
     epochs_needed = math.ceil(c.head_warmup_steps * c.batch_size / len(train_seqs))
-    history = train_mlm(model, train_seqs, tok, opt, batch_size=c.batch_size, epochs=epochs_needed,
-                        seed=c.seed + 10_000, max_steps=c.head_warmup_steps, callback=callback,
-                        log_every=50)
+    texts = MaskedTexts(train_seqs, tok, c.batch_size, seed=c.seed + 10_000)
+    history = train_mlm(model, texts, opt, epochs_needed, c.head_warmup_steps, callback)
     for p in model.bert.parameters():
         p.requires_grad_(True)
     return history
@@ -211,15 +231,33 @@ def train_all(model: BertForMLM, train_seqs, tok, c: MLMConfig, callback) -> lis
     else:
         groups.insert(0, {"params": list(model.bert.parameters()), "lr": c.lr})
     opt = AdamW(groups, weight_decay=c.weight_decay)
-    return train_mlm(model, train_seqs, tok, opt, batch_size=c.batch_size,
-                     accumulation_steps=c.accumulation_steps, epochs=c.epochs, seed=c.seed,
-                     max_steps=c.max_steps, log_every=50, callback=callback)
+    texts = MaskedTexts(train_seqs, tok, c.batch_size, c.accumulation_steps, c.seed)
+    return train_mlm(model, texts, opt, c.epochs, c.max_steps, callback)
 
 
 def relative_change(before: dict, after: dict) -> float:
     """||after - before|| / ||before|| over every tensor of a state dict."""
     return math.sqrt(sum(((after[k] - v) ** 2).sum().item() for k, v in before.items())
                      / sum((v ** 2).sum().item() for v in before.values()))
+
+
+def train_phases(model, train_seqs, tok, c: MLMConfig, ev, progress) -> tuple[dict, dict]:
+    """Steps 2 and 3 of pretrain_mlm -> (their metrics, {phase: its step history})."""
+    def log(phase):
+        if progress:
+            return lambda h: print(f"  {phase} step {h['step']:5d}  epoch {h['epoch']}  "
+                                   f"loss {h['loss']:.3f}", flush=True)
+    metrics, history = {}, {}
+    if c.head_warmup_steps and not model.head_loaded:
+        history["head"] = warm_up_head(model, train_seqs, tok, c, log("head"))
+        metrics["after_head"] = ev()
+    encoder_before = {k: v.detach().clone() for k, v in model.bert.state_dict().items()}
+    history["full"] = train_all(model, train_seqs, tok, c,
+                                log("head" if c.freeze_encoder else "full"))
+    metrics["after"] = ev()
+    metrics["encoder_relative_change"] = relative_change(encoder_before, model.bert.state_dict())
+    metrics["steps"] = {k: len(v) for k, v in history.items()}
+    return metrics, history
 
 
 def pretrain_mlm(config: MLMConfig, out_dir="runs/mlm", progress: bool = True) -> dict:
@@ -245,24 +283,12 @@ def pretrain_mlm(config: MLMConfig, out_dir="runs/mlm", progress: bool = True) -
         return evaluate_mlm(model, dev, tok, batch_size=c.eval_batch_size,
                             max_length=c.max_length, seed=c.eval_seed)
 
-    def log(phase):
-        if progress:
-            return lambda h: print(f"  {phase} step {h['step']:5d}  epoch {h['epoch']}  "
-                                   f"loss {h['loss']:.3f}", flush=True)
     metrics = {"model": str(c.model), "head_loaded": model.head_loaded,
                "n_train_texts": len(train_seqs), "n_eval_texts": len(dev),
                "settings": {k: v for k, v in asdict(c).items() if k not in ("model", "data")}}
     metrics["before"] = ev()
-    history = {}
-    if c.head_warmup_steps and not model.head_loaded:
-        history["head"] = warm_up_head(model, train_seqs, tok, c, log("head"))
-        metrics["after_head"] = ev()
-    encoder_before = {k: v.detach().clone() for k, v in model.bert.state_dict().items()}
-    history["full"] = train_all(model, train_seqs, tok, c,
-                                log("head" if c.freeze_encoder else "full"))
-    metrics["after"] = ev()
-    metrics["encoder_relative_change"] = relative_change(encoder_before, model.bert.state_dict())
-    metrics["steps"] = {k: len(v) for k, v in history.items()}
+    phases, history = train_phases(model, train_seqs, tok, c, ev, progress)
+    metrics.update(phases)
     metrics["seconds"] = round(time.time() - t0, 1)
     save_pretrained(model.bert, tok, out / "encoder", extra={HEAD_FILE: model.head_state_dict()})
     write_json(out / "history.json", history)

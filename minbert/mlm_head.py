@@ -130,6 +130,14 @@ class BertForMLM(nn.Module):
                                    ignore_index=IGNORE)
         return MLMOutput(loss, logits)
 
+    def forward_loss(self, task, batch):
+        """The trainer's interface (trainer.py): the masked-token loss of a micro-batch, summed
+        and divided by batch["n_masked"], the masked tokens of its whole optimizer step (so
+        that 4 x 2 accumulated equals one batch of 8); -> (loss, logits)."""
+        loss, logits = self.masked_loss(batch["input_ids"], batch["attention_mask"],
+                                        batch["labels"], reduction="sum")
+        return loss / batch["n_masked"], logits
+
     def masked_loss(self, input_ids, attention_mask, labels, reduction="mean"):
         """The same loss as forward(...).loss, with the vocabulary projection done only at the
         labelled positions (about 15% of the tokens): roughly halves the cost on CPU."""

@@ -2,7 +2,7 @@
 
     predict_loader(model, task, loader)      -> ids, predictions, golds (eval mode, no grad)
     evaluate(model, {task: loader})          -> dev metrics and the predictions behind them
-    DevCurve(model, loaders, device, history)  train.run's dev evaluations, one point a call
+    DevCurve(loaders, device)                the trainer's callback: dev metrics at each point
     write_dev_predictions(out_dir, preds)    dev-predictions-{task}.tsv: id, pred, gold
     write_cs224n(path, task, ids, preds)     the CS224N leaderboard file of one task
     write_predictions(model, tok, config, out_dir, split)   those files for every task of a run
@@ -13,7 +13,6 @@ Predictions are decided in one place, `MultitaskBERT.decide` / `.confidence` (he
 """
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 
@@ -23,15 +22,12 @@ from . import data
 from .files import write_text
 from .heads import MultitaskBERT
 from .metrics import METRIC, metric
+from .trainer import to_device
 
 # CS224N starter (multitask_classifier.py, test_multitask): file prefix and header column.
 CS224N_OUTPUT = {"sst": ("sst", "Predicted_Sentiment"),
                  "quora": ("para", "Predicted_Is_Paraphrase"),
                  "sts": ("sts", "Predicted_Similiarity")}  # sic: the starter's spelling
-
-
-def to_device(batch, device):
-    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 @torch.no_grad()
@@ -47,37 +43,45 @@ def predict_loader(model, task, loader, device="cpu"):
     return ids, preds, (golds if golds else None)
 
 
-def evaluate(model, loaders: dict, device="cpu") -> tuple[dict, dict]:
-    """-> ({task: {metric: value}}, {task: (ids, preds, golds)})."""
+def evaluate(model, loaders: dict, device="cpu", gather=None) -> tuple[dict, dict]:
+    """-> ({task: {metric: value}}, {task: (ids, preds, golds)}). `gather`: a strategy's
+    gather_predictions, where each rank predicts a shard of the dev set (distributed.py)."""
     scores, preds = {}, {}
     for t, loader in loaders.items():
         ids, p, g = predict_loader(model, t, loader, device)
+        if gather is not None:
+            ids, p, g = gather(ids, p, g)
         scores[t] = {METRIC[t]: metric(t, p, g)}
         preds[t] = (ids, p, g)
     return scores, preds
 
 
 class DevCurve:
-    """The points of a run's train-vs-dev curves (train.train_epoch's `on_point`): each call
-    scores the dev loaders and appends one point to `history` (the train statistics come
-    with the call); `preds` keeps the last point's predictions (at the end: the final
-    weights'). wall_time_s: seconds since the previous point, training included. Scoring
-    leaves the random state as it was, so the number of points does not change the run."""
+    """The trainer's callback that scores the dev loaders at each point (the dev half of
+    the train-vs-dev curves); `preds` keeps the last point's predictions (at the end: the
+    final weights'). Scoring leaves the random state as it was, so the number of points
+    does not change the run."""
 
-    def __init__(self, model, dev_loaders, device, history, progress=True, evaluate=evaluate):
-        self.scoring, self.history, self.progress = (model, dev_loaders, device), history, progress
-        self.evaluate = evaluate  # or distributed.evaluate: the shards of every rank gathered
-        self.preds, self.t0 = None, time.perf_counter()
+    def __init__(self, dev_loaders: dict, device="cpu", gather=None):
+        self.loaders, self.device, self.gather, self.preds = dev_loaders, device, gather, None
 
-    def __call__(self, done, train, conflict, steps):
-        with torch.random.fork_rng(devices=[]):  # a DataLoader iterator draws a seed from the
-            dev, self.preds = self.evaluate(*self.scoring)  # CPU stream: keep training's untouched
-        self.history.append({"epoch": done, "steps": steps, "train": train, "dev": dev,
-                             **({"conflict": conflict} if conflict is not None else {}),
-                             "wall_time_s": time.perf_counter() - self.t0})
-        self.t0 = time.perf_counter()
-        if self.progress:
-            print(f"epoch {done}: dev {dev} ({self.history[-1]['wall_time_s']:.0f} s)", flush=True)
+    def on_point(self, trainer, point: dict):
+        with torch.random.fork_rng(devices=[]):  # a DataLoader iterator draws a seed from
+            point["dev"], self.preds = evaluate(  # the CPU stream: keep training's untouched
+                trainer.model, self.loaders, self.device, self.gather)
+
+
+class Records:
+    """The trainer's callback that keeps `records` of every dev prediction of the final
+    weights (the result JSONs), on the process that writes (rank 0)."""
+
+    def __init__(self, loaders: dict, examples: dict, device="cpu"):
+        self.loaders, self.examples, self.device, self.records = loaders, examples, device, {}
+
+    def on_fit_end(self, trainer):
+        if trainer.strategy.is_main:
+            self.records = {t: records(trainer.model, t, self.loaders[t], ex, self.device)
+                            for t, ex in self.examples.items()}
 
 
 def format_pred(task, p) -> str:

@@ -24,17 +24,16 @@ SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     import minbert.train as T
     from minbert import distributed as D
-    models, train_epoch = [], T.train_epoch
-    def spy(model, *a, **kw):  # keeps each rank's model, to compare the ranks' weights
-        models.append(model)
-        return train_epoch(model, *a, **kw)
-    T.train_epoch = spy
+    models = []
     out, configs, how = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-    def die(epoch, history):  # SIGKILL on rank 0; torchrun then ends rank 1
-        if how == "kill" and epoch == 1 and int(os.environ["RANK"]) == 0:
-            os.kill(os.getpid(), signal.SIGKILL)
+    class Spy:
+        def on_fit_end(self, trainer):  # keeps each rank's model, to compare the ranks' weights
+            models.append(trainer.model)
+        def on_epoch_end(self, trainer):  # SIGKILL on rank 0; torchrun then ends rank 1
+            if how == "kill" and trainer.state.epoch == 1 and int(os.environ["RANK"]) == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
     for name, c in configs.items():
-        T.run(T.TrainConfig(**c), os.path.join(out, name), progress=False, on_epoch_end=die,
+        T.run(T.TrainConfig(**c), os.path.join(out, name), progress=False, callbacks=[Spy()],
               resume=how == "resume" and name == "cut")
         flat = torch.cat([p.detach().reshape(-1) for p in models[-1].parameters()])
         ranks = D.all_gather(flat)
@@ -77,7 +76,10 @@ def base(model, data_root, **kw):
     # so their Pearson r would magnify float rounding (predictions spread 4e-4 -> r to 1e-4)
     return T.TrainConfig(**(dict(model=str(model), data=str(data_root), epochs=2, batch_size=4,
                                  pooling="mean",
-                                 eval_batch_size=4, max_length=32, lr=1e-3, seed=3, dropout=0.0,
+                                 eval_batch_size=4, max_length=32, lr=1e-3, seed=3,
+                                 head_dropout=0.0, mode="single", head_lr=None,
+                                 evals_per_epoch=1, schedule="shortest", lr_decay="constant",
+                                 pair_mode="joint",
                                  tasks=("sst", "quora", "sts"), n_dev=15,
                                  n_train={"sst": 21, "quora": 24, "sts": 22}) | kw))
 
@@ -112,7 +114,7 @@ def test_two_ranks_equal_one_process_with_the_global_batch(tiny, tiny_nodrop, da
     # and PCGrad with dropout on: batch shapes differ by rank, and so do the CPU random streams
     # that dropout draws from; the projection orders must not (distributed.mean_rows)
     # (3 tasks: with 2 the order of the "other" tasks is no choice)
-    configs["pcgrad-dropout"] = asdict(base(tiny, data_root, mode="pcgrad", dropout=0.1))
+    configs["pcgrad-dropout"] = asdict(base(tiny, data_root, mode="pcgrad", head_dropout=0.1))
     proc = torchrun(tmp_path / "ddp", configs)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in configs:  # every rank ends with the same weights
@@ -145,7 +147,7 @@ def test_two_ranks_equal_one_process_with_the_global_batch(tiny, tiny_nodrop, da
 
 def test_two_ranks_killed_after_epoch_one_then_resumed(tiny, data_root, tmp_path):
     """Round-robin with dropout on: every rank's random stream must come back (rng_ranks)."""
-    c = asdict(base(tiny, data_root, mode="multitask", dropout=0.1, tasks=("sst", "sts"),
+    c = asdict(base(tiny, data_root, mode="multitask", head_dropout=0.1, tasks=("sst", "sts"),
                     n_train=20))
     proc = torchrun(tmp_path, {"cut": c}, how="kill")
     assert proc.returncode != 0, "the kill did not happen"

@@ -29,7 +29,8 @@ def count_encoded(monkeypatch):
 def test_cached_frozen_run_equals_the_uncached_one(tiny, data_root, monkeypatch, pair_mode):
     c = T.TrainConfig(mode="multitask", encoder="frozen", model=str(tiny), data=str(data_root),
                       epochs=3, batch_size=8, eval_batch_size=16, max_length=32, n_train=24,
-                      n_dev=16, seed=1, pair_mode=pair_mode, pooling="mean", dropout=0.3)
+                      n_dev=16, seed=1, pair_mode=pair_mode, pooling="mean", head_dropout=0.3,
+                      head_lr=None, evals_per_epoch=1, schedule="shortest", lr_decay="constant")
     seen = count_encoded(monkeypatch)
     plain = T.run(replace(c, cache_frozen=False), None, progress=False)
     per_sentence = 2 if pair_mode == "separate" else 1

@@ -215,8 +215,7 @@ def test_accumulation_equals_one_big_batch(tmp_path, opt):
         model = make_tiny(tmp_path)
         params = [p for p in model.parameters()]
         o = (torch.optim.SGD(params, lr=0.5) if opt == "sgd" else minbert.AdamW(params, lr=1e-3))
-        h = mlm.train_mlm(model, seqs, tok, o, batch_size=batch_size, accumulation_steps=acc,
-                          epochs=1, seed=0)
+        h = mlm.train_mlm(model, mlm.MaskedTexts(seqs, tok, batch_size, acc, seed=0), o, epochs=1)
         assert len(h) == 2  # 16 sequences, 8 per optimizer step
         finals.append(({k: v.clone() for k, v in model.state_dict().items()}, [x["loss"] for x in h]))
     start = make_tiny(tmp_path).state_dict()

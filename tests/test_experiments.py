@@ -1,4 +1,4 @@
-"""minbert.experiments end to end on the `tiny` preset (a random 2-layer BERT, a few
+"""minbert.report.experiments end to end on the `tiny` preset (a random 2-layer BERT, a few
 batches): the result JSON schema, skipping complete runs, notebook 08's readers, and a
 dry run of the `gpu` preset's configs on CPU."""
 import json
@@ -6,10 +6,11 @@ from dataclasses import asdict
 
 import pytest
 
-import minbert.experiments as E
-from minbert import plan, plots
+import minbert.report.experiments as E
+from minbert import plots
 from minbert.metrics import METRIC, metric
-from minbert import results as R
+from minbert.report import plan
+from minbert.report import results as R
 
 KEYS = {"schema", "row", "name", "description", "preset", "dry_run", "seed", "config", "mlm",
         "command", "git_commit", "git_dirty", "versions", "device", "started_at", "wall_time_s",

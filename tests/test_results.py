@@ -1,10 +1,10 @@
-"""minbert.results.paired_difference against hand-computed differences and intervals."""
+"""minbert.report.results.paired_difference against hand-computed differences and intervals."""
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import pearsonr
 
-from minbert import results as R
+from minbert.report import results as R
 
 
 def run(row, seed, sst, quora, sts):

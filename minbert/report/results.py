@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import bootstrap
 
-from .data import TASKS
-from .metrics import METRIC, metric, overall, simple_mean
+from ..data import TASKS
+from ..metrics import METRIC, metric, overall, simple_mean
 
 # ../shared/seed-report/results.csv: row -> SST acc, Quora acc, STS r, the report's "Average".
 # None: a number the report does not give.

@@ -1,10 +1,10 @@
 """Every row of the seed report's results table, one command (notebook 08_results).
 
-    python -m minbert.experiments show --preset cpu            # rows x settings, side by side
-    python -m minbert.experiments run --all --seeds 3 --preset cpu   # [--first-seed K]: K .. 2
-    python -m minbert.experiments run --rows 0 2 9 --preset cpu-demo --results results/
-    python -m minbert.experiments table --results results/
-    python -m minbert.plan --preset cpu                        # estimated minutes per row
+    python -m minbert.report.experiments show --preset cpu            # rows x settings, side by side
+    python -m minbert.report.experiments run --all --seeds 3 --preset cpu   # [--first-seed K]: K .. 2
+    python -m minbert.report.experiments run --rows 0 2 9 --preset cpu-demo --results results/
+    python -m minbert.report.experiments table --results results/
+    python -m minbert.report.plan --preset cpu                        # estimated minutes per row
 
 `run` trains each row x seed (and its MLM pre-step), skips those whose result JSON exists,
 resumes interrupted ones from their checkpoint (`train.run(resume=True)`), and writes one
@@ -30,7 +30,7 @@ differs from the seed's baseline ("pretrain" = frozen encoder, the seed's name).
   tiny      for tests: 16 / 16 examples, 1 epoch, 2 batches per task, max_length 32.
 `--dry-run` caps any preset (8 examples, 1 epoch, 2 batches, 2 MLM steps; CPU unless `--device`)
 so that CI runs the gpu configs on a locally saved random BERT (`--model FOLDER`). Row 0 trains
-nothing (minbert.zero_shot). A trained row's JSON whose config is not the row's now is an error.
+nothing (minbert.report.zero_shot). A trained row's JSON whose config is not the row's now is an error.
 """
 from __future__ import annotations
 
@@ -45,11 +45,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import distributed as D
-from . import train as T
-from .files import write_json
-from .mlm import MLM_PRESETS, MLMConfig, pretrain_mlm
-from .predictions import records
+from .. import distributed as D
+from .. import train as T
+from ..files import write_json
+from ..mlm import MLM_PRESETS, MLMConfig, pretrain_mlm
+from ..predictions import records
 from .provenance import config_changes, device_info, git_commit, git_dirty, plain, versions
 from .results import format_table, load_results, summary_table
 from .zero_shot import zero_shot
@@ -221,7 +221,7 @@ def run_one(row, seed, preset, results, runs, *, dry_run=False, model=None, data
     if not D.is_main():  # torchrun: rank 0 alone writes the result
         return path
     history = r["history"]
-    command = " ".join(["python -m minbert.experiments"] + sys.argv[1:]) \
+    command = " ".join(["python -m minbert.report.experiments"] + sys.argv[1:]) \
         if Path(sys.argv[0]).stem in ("experiments", "__main__") else None
     write_json(path, {
         "schema": 1, "row": row, "name": ROWS[row].name, "description": ROWS[row].description,
@@ -290,7 +290,7 @@ def show(preset) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser("python -m minbert.experiments", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser("python -m minbert.report.experiments", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train the rows (skips complete ones, resumes the rest)")
     g = r.add_mutually_exclusive_group(required=True)

@@ -1,10 +1,10 @@
 """Every row of the seed report's results table, one command (notebook 08_results).
 
-    python -m minbert.report.experiments show --preset cpu            # rows x settings, side by side
+    python -m minbert.report.experiments show --preset cpu       # the preset file, rows x settings
     python -m minbert.report.experiments run --all --seeds 3 --preset cpu   # [--first-seed K]: K .. 2
     python -m minbert.report.experiments run --rows 0 2 9 --preset cpu-demo --results results/
     python -m minbert.report.experiments table --results results/
-    python -m minbert.report.plan --preset cpu                        # estimated minutes per row
+    python -m minbert.report.plan --preset cpu                   # estimated minutes per row
 
 `run` trains each row x seed (and its MLM pre-step), skips those whose result JSON exists,
 resumes interrupted ones from their checkpoint (`train.run(resume=True)`), and writes one
@@ -14,23 +14,12 @@ per-epoch history (train and dev metrics, gradient-conflict statistics where the
 logs them), final dev metrics, and every dev prediction with both sentences, the gold
 label and the model's confidence (for error analysis). Checkpoints stay in RUNS (gitignored).
 
-A row is what it changes in its preset's baseline (row 2), exactly as the seed's row
-differs from the seed's baseline ("pretrain" = frozen encoder, the seed's name). Presets:
-  gpu       the seed's exact set-up: bert-base-uncased, its baseline (CS224N defaults:
-            batch 8, dropout 0.3, 10 epochs, lr 1e-5, the pooler), all the data,
-            max_length 128, CUDA; MLM presets v1/v2 as in minbert.mlm.
-  cpu       the table to commit, on 2 CPU cores with the bundled minilm-l6 (6 layers,
-            hidden 384). Its baseline is the course baseline (COURSE_BASELINE: lr 5e-5, heads
-            at 1e-3, both decaying linearly to 0, mean pooling, pairs encoded separately, batch
-            32, 2 epochs of every batch of every task ("spread"), max_length 64), tuned on
-            held-out train (benchmarks/README.md): the seed's settings barely move a fresh head
-            at this scale, as row 14 (the seed's settings on the same budget) shows. All
-            training data; full dev sets; 2 dev points an epoch. MLM: 400 CFIMDB reviews.
-  cpu-demo  160 train / 200 dev examples per task: a few-minute smoke run, not the table.
-  tiny      for tests: 16 / 16 examples, 1 epoch, 2 batches per task, max_length 32.
-`--dry-run` caps any preset (8 examples, 1 epoch, 2 batches, 2 MLM steps; CPU unless `--device`)
-so that CI runs the gpu configs on a locally saved random BERT (`--model FOLDER`). Row 0 trains
-nothing (minbert.report.zero_shot). A trained row's JSON whose config is not the row's now is an error.
+The rows are report/rows.py; the presets (gpu: the seed's exact set-up; cpu: the table to
+commit; cpu-demo: a smoke run; tiny: tests) are the files report/presets/*.toml, each saying
+what it is for. `--dry-run` caps any preset (presets/dry-run.toml; CPU unless `--device`) so
+that CI runs the gpu configs on a locally saved random BERT (`--model FOLDER`). Row 0 trains
+nothing (report/zero_shot.py). A trained row's JSON whose config is not the row's now is an
+error.
 """
 from __future__ import annotations
 
@@ -48,116 +37,36 @@ import torch
 from .. import distributed as D
 from .. import train as T
 from ..files import write_json
-from ..mlm import MLM_PRESETS, MLMConfig, pretrain_mlm
+from ..mlm import MLMConfig, pretrain_mlm
 from ..predictions import records
+from .presets import (PRESETS, mlm_settings, preset_settings, row_config, show, train_setting,
+                      zero_shot_config)
 from .provenance import config_changes, device_info, git_commit, git_dirty, plain, versions
 from .results import format_table, load_results, summary_table
+from .rows import ROWS
 from .zero_shot import zero_shot
 
-# ------------------------------------------------------------------------- the rows
+
 @dataclass(frozen=True)
-class Row:
-    name: str                  # the file name part and the table label (the seed's names)
-    description: str
-    changes: dict | None       # what the row changes in its preset's baseline (row 2), as
-    #                            the seed's row differs from the seed's; None: nothing trained
-    mlm: str | None = None     # MLM pre-step before training: "v1" / "v2" (minbert.mlm presets)
+class Options:
+    """Where and how `run` runs its rows (the command line's flags past --rows / --seeds)."""
+    preset: str = "cpu"
+    results: str | Path = "results"
+    runs: str | Path = "runs/experiments"
+    dry_run: bool = False      # the caps of presets/dry-run.toml, into <preset>-dry/
+    model: str | None = None   # these three win over the preset and every row
+    data: str | None = None
+    device: str | None = None
+    progress: bool = True
+
+    @property
+    def folder(self) -> str:
+        return self.preset + ("-dry" if self.dry_run else "")
+
+    def settings(self) -> dict:
+        return preset_settings(self.preset, self.dry_run, self.model, self.data, self.device)
 
 
-FROZEN = dict(encoder="frozen", lr=1e-3)       # "pretrain": only the heads train
-ADJUSTED = dict(batch_size=64, dropout=0.5)    # the seed's "adjusted hyper-parameters"
-# the seed's own training settings (CS224N defaults), for row 14 on a preset that changed them
-SEED_SETTINGS = dict(batch_size=8, dropout=0.3, lr=1e-5, head_lr=None, pooling="pooler",
-                     pair_mode="joint", schedule="shortest", lr_decay="constant")
-ROWS = {
-    0: Row("zero-shot", "no training: cosine of mean-pooled embeddings (STS r, Quora threshold "
-           "from train); SST = majority-class baseline", None),
-    1: Row("multitask-pretrain", "frozen BERT, the three heads trained round-robin (lr 1e-3)",
-           FROZEN),
-    2: Row("multitask-finetune", "round-robin multitask fine-tuning: the baseline", {}),
-    # pcgrad_reduction="mean": the seed used Tseng's PCGrad, which averages (minbert.pcgrad);
-    # one batch of each task a round (zipped loaders: "shortest"), one batch size, one step a round
-    9: Row("pcgrad", "multitask fine-tuning with PCGrad (one step per round, mean reduction)",
-           dict(mode="pcgrad", pcgrad_reduction="mean", schedule="shortest")),
-    # pair_mode applies to both pair tasks: Quora then reads [u, v, |u-v|, u*v] too
-    10: Row("cosine", "multitask fine-tuning, STS trained as cos(u, v) vs score/5 (Sentence-BERT "
-            "CosineSimilarityLoss), pairs encoded separately",
-            dict(sts_loss="cosine_mse", pair_mode="separate")),
-    11: Row("mlm-v1", "extra MLM pre-training on CFIMDB (v1: batch 4), then row 2", {}, "v1"),
-    12: Row("adjusted", "row 2 with adjusted hyper-parameters: batch 64, dropout 0.5", ADJUSTED),
-    13: Row("adjusted-mlm-v2", "row 12 after MLM v2 (batch 4 x 32 accumulation)", ADJUSTED, "v2"),
-    14: Row("seed-settings", "row 2 with the seed's own settings (batch 8, dropout 0.3, constant "
-            "lr 1e-5, heads too, pooler, joint pairs): not in the seed's table; = row 2 under gpu",
-            SEED_SETTINGS),
-}
-# rows 3-8: single task, frozen ("pretrain", the seed's name) then fine-tuned, per task
-for i, (task, label) in enumerate((("sst", "SST"), ("quora", "Quora"), ("sts", "STS"))):
-    for j, (name, frozen, words) in enumerate((("pretrain", True, "frozen BERT"),
-                                               ("finetune", False, "fine-tuned"))):
-        ROWS[3 + 2 * i + j] = Row(f"{task}-{name}", f"single-task {label}, {words}",
-                                  dict(mode="single", tasks=(task,), **(FROZEN if frozen else {})))
-ROWS = dict(sorted(ROWS.items()))
-
-# ---------------------------------------------------------------------- the presets
-# baseline: the TrainConfig fields of row 2 (every other row = baseline | row.changes);
-# mlm: overrides of MLM_PRESETS for rows 11 and 13.
-SEED_BASELINE = dict(mode="multitask", encoder="finetune", epochs=10, lr=1e-5,
-                     batch_size=8, dropout=0.3)  # the seed's row 2 (CS224N defaults)
-# The course baseline (benchmarks/README.md, config F, held-out train). "spread": every batch of
-# every task once an epoch: 964 steps, 1.7x "shortest"'s 567 (row 2: 40 min, 1 thread, 100 GFLOP/s)
-COURSE_BASELINE = dict(mode="multitask", encoder="finetune", epochs=2, evals_per_epoch=2,
-                       schedule="spread", lr=5e-5, head_lr=1e-3, lr_decay="linear", pooling="mean",
-                       pair_mode="separate", batch_size=32, dropout=0.1, model="minilm-l6",
-                       device="cpu", max_length=64, eval_batch_size=64, n_train=None, n_dev=None)
-PRESETS = {
-    "gpu": dict(baseline=dict(SEED_BASELINE, model="bert-base-uncased", device="cuda",
-                              max_length=128, n_train=None, n_dev=None, eval_batch_size=128),
-                mlm=dict(max_length=128)),
-    "cpu": dict(baseline=COURSE_BASELINE,
-                mlm=dict(max_length=128, n_texts=400, n_eval=100, head_warmup_steps=20)),
-    "cpu-demo": dict(baseline=dict(COURSE_BASELINE, n_train=160, n_dev=200, evals_per_epoch=1),
-                     mlm=dict(max_length=64, n_texts=64, n_eval=32, head_warmup_steps=5)),
-    "tiny": dict(baseline=dict(COURSE_BASELINE, max_length=32, n_train=16, n_dev=16,
-                               batch_size=8, eval_batch_size=32, max_batches_per_task=2,
-                               epochs=1),
-                 mlm=dict(max_length=32, n_texts=8, n_eval=4, head_warmup_steps=1,
-                          max_steps=2, epochs=1)),
-}
-# --dry-run: sizes only (the rows' settings stay), so that the gpu configs run in CI
-DRY_RUN = dict(train=dict(n_train=8, n_dev=8, max_length=32, max_batches_per_task=2,
-                          device="cpu", eval_batch_size=8, epochs=1),
-               mlm=dict(n_texts=8, n_eval=4, max_length=32, head_warmup_steps=1,
-                        max_steps=2, epochs=1, eval_batch_size=4))
-
-
-def preset_settings(preset: str, dry_run=False, model=None, data=None, device=None) -> dict:
-    """{"baseline": row 2's fields, "sizes": fields that win over every row's changes, "mlm"}."""
-    p = PRESETS[preset]
-    s = dict(baseline=dict(p["baseline"]), sizes={}, mlm=dict(p["mlm"]))
-    if dry_run:
-        s["sizes"].update(DRY_RUN["train"])
-        s["mlm"].update(DRY_RUN["mlm"])
-    for k, v in (("model", model), ("data", data), ("device", device)):
-        if v is not None:
-            s["sizes"][k] = v
-    return s
-
-
-def row_config(row: int, seed: int, settings: dict, init_from=None) -> T.TrainConfig:
-    """The row's TrainConfig under a preset (settings from preset_settings)."""
-    fields = settings["baseline"] | ROWS[row].changes | settings["sizes"]
-    return T.TrainConfig(**fields, seed=seed, init_from=init_from).resolved()
-
-
-def train_setting(settings: dict, key: str):
-    return settings["sizes"].get(key, settings["baseline"].get(key))
-
-
-def mlm_settings(version: str, settings: dict, seed: int) -> dict:
-    return dict(MLM_PRESETS[version], **settings["mlm"], seed=seed)
-
-
-# ----------------------------------------------------------------------------- running
 def result_path(results, preset, row, seed, dry_run=False) -> Path:
     folder = Path(results) / (preset + ("-dry" if dry_run else ""))
     return folder / f"row{row:02d}-{ROWS[row].name}-seed{seed}.json"
@@ -194,49 +103,61 @@ def train_row(row, seed, s, runs: Path, out: Path, progress=True) -> dict:
                 dev=metrics["dev"], predictions=preds)
 
 
-def run_one(row, seed, preset, results, runs, *, dry_run=False, model=None, data=None,
-            device=None, progress=True) -> Path | None:
-    """Train (or score) one row x seed; write its result JSON. None when already complete."""
-    path, s = result_path(results, preset, row, seed, dry_run), preset_settings(
-        preset, dry_run, model, data, device)
-    if path.is_file():  # complete, unless its row has changed since (then an error, not a skip)
-        diff = ROWS[row].changes is not None and config_changes(
-            json.loads(path.read_text())["config"], row_config(row, seed, s),
-            ignore=("data", "device", "init_from", "cache_frozen"))
-        if diff:
-            raise ValueError(f"{path}: made with another config than row {row} has now ("
-                             + "; ".join(diff) + "): delete it to run the row again")
-        return None
-    runs = Path(runs) / (preset + ("-dry" if dry_run else ""))
-    t0, started = time.perf_counter(), datetime.datetime.now(datetime.timezone.utc)
-    info = device_info(train_setting(s, "device"))
-    if ROWS[row].changes is None:  # zero-shot
-        fields = s["baseline"] | s["sizes"] | dict(mode="multitask", seed=seed, epochs=0)
-        config = T.TrainConfig(**{k: v for k, v in fields.items()
-                                  if k != "max_batches_per_task"}).resolved()
-        dev, preds = zero_shot(config)
-        r = dict(config=config, mlm=None, resumed=False, history=[], dev=dev, predictions=preds)
-    else:
-        r = train_row(row, seed, s, runs, runs / path.stem, progress)
-    if not D.is_main():  # torchrun: rank 0 alone writes the result
-        return path
+def score_zero_shot(seed, s) -> dict:
+    """Row 0's parts of the result JSON: nothing trained (report/zero_shot.py)."""
+    config = zero_shot_config(seed, s)
+    dev, preds = zero_shot(config)
+    return dict(config=config, mlm=None, resumed=False, history=[], dev=dev, predictions=preds)
+
+
+def is_complete(path: Path, row, seed, s) -> bool:
+    """A result JSON exists: complete, unless its row has changed since (then an error)."""
+    if not path.is_file():
+        return False
+    diff = ROWS[row].changes is not None and config_changes(
+        json.loads(path.read_text())["config"], row_config(row, seed, s),
+        ignore=("data", "device", "init_from", "cache_frozen"))
+    if diff:
+        raise ValueError(f"{path}: made with another config than row {row} has now ("
+                         + "; ".join(diff) + "): delete it to run the row again")
+    return True
+
+
+def result_record(row, seed, o: Options, r: dict, info: dict) -> dict:
+    """The result JSON of one row x seed (the schema notebook 08 and results.py read)."""
     history = r["history"]
     command = " ".join(["python -m minbert.report.experiments"] + sys.argv[1:]) \
         if Path(sys.argv[0]).stem in ("experiments", "__main__") else None
-    write_json(path, {
+    return {
         "schema": 1, "row": row, "name": ROWS[row].name, "description": ROWS[row].description,
-        "preset": preset, "dry_run": dry_run, "seed": seed,
+        "preset": o.preset, "dry_run": o.dry_run, "seed": seed,
         "config": plain(r["config"]),
         "mlm": r["mlm"], "command": command,
         "git_commit": git_commit(), "git_dirty": git_dirty(), "versions": versions(),
-        "device": info, "started_at": started.isoformat(timespec="seconds"),
-        "wall_time_s": round(time.perf_counter() - t0, 1), "resumed": r["resumed"],
+        "device": info["device"], "started_at": info["started"].isoformat(timespec="seconds"),
+        "wall_time_s": round(time.perf_counter() - info["t0"], 1), "resumed": r["resumed"],
         "train_time_s": round(sum(e.get("wall_time_s", 0) for e in history), 1),
         "history": history, "dev": r["dev"], **D.run_info(r["config"].batch_size),
         "conflict": [{"epoch": e["epoch"], **e["conflict"]} for e in history if "conflict" in e]
         or None,
         "predictions": r["predictions"],
-    })
+    }
+
+
+def run_one(row, seed, o: Options) -> Path | None:
+    """Train (or score) one row x seed; write its result JSON. None when already complete."""
+    path, s = result_path(o.results, o.preset, row, seed, o.dry_run), o.settings()
+    if is_complete(path, row, seed, s):
+        return None
+    runs = Path(o.runs) / o.folder
+    info = dict(t0=time.perf_counter(), started=datetime.datetime.now(datetime.timezone.utc),
+                device=device_info(train_setting(s, "device")))
+    if ROWS[row].changes is None:
+        r = score_zero_shot(seed, s)
+    else:
+        r = train_row(row, seed, s, runs, runs / path.stem, o.progress)
+    if D.is_main():  # torchrun: rank 0 alone writes the result
+        write_json(path, result_record(row, seed, o, r, info))
     return path
 
 
@@ -246,12 +167,12 @@ def all_rows(preset) -> list:
     return [r for r in ROWS if r != 14 or row_config(14, 0, s) != row_config(2, 0, s)]
 
 
-def run_rows(rows, seeds, preset, results, runs, **kw) -> list:
+def run_rows(rows, seeds, o: Options) -> list:
     done = []
     for seed in range(seeds) if isinstance(seeds, int) else seeds:
         for row in rows:
             t0 = time.perf_counter()
-            p = run_one(row, seed, preset, results, runs, **kw)
+            p = run_one(row, seed, o)
             if D.is_main():  # once, not once per torchrun rank
                 print(f"row {row:2d} {ROWS[row].name:<20} seed {seed}: "
                       + (f"{p} ({time.perf_counter() - t0:.0f} s)" if p else "complete, skipped"),
@@ -261,36 +182,9 @@ def run_rows(rows, seeds, preset, results, runs, **kw) -> list:
 
 
 # ------------------------------------------------------------------------ command line
-SHOWN = (("mode", 9), ("encoder", 8), ("batch_size", 5), ("dropout", 4), ("lr", 6),
-         ("head_lr", 6), ("pooling", 6), ("pair_mode", 8), ("schedule", 8), ("epochs", 3))
-
-
-def show(preset) -> str:
-    """The rows side by side under a preset: the fields every row sets, then what else a
-    row changes in the baseline (row 2)."""
-    s = preset_settings(preset)
-    rest = {k: v for k, v in s["baseline"].items() if k not in dict(SHOWN)}
-    fmt = lambda v: f"{v:.0e}" if isinstance(v, float) and v < 0.01 else str(v)  # noqa: E731
-    lines = [f"preset {preset}: " + ", ".join(f"{k}={fmt(v)}" for k, v in rest.items())
-             + f"; MLM {s['mlm']}",
-             f"{'row':>3}  {'name':<19} " + " ".join(f"{k[:w]:<{w}}" for k, w in SHOWN)
-             + f" {'changes':<30} description"]
-    for row, r in ROWS.items():
-        if r.changes is None:
-            cells, extra = [("-", w) for _, w in SHOWN], "-"
-        else:
-            c = row_config(row, 0, s)
-            cells = [(fmt(getattr(c, k)), w) for k, w in SHOWN]
-            extra = " ".join([f"tasks={'+'.join(c.tasks)}"] * (c.mode == "single") + [
-                f"{k}={getattr(c, k)}" for k in ("sts_loss", "pcgrad_reduction", "lr_decay")
-                if k in r.changes] + [f"MLM {r.mlm}"] * bool(r.mlm)) or "-"
-        lines.append(f"{row:>3}  {r.name:<19} " + " ".join(f"{v:<{w}}" for v, w in cells)
-                     + f" {extra:<30} {r.description}")
-    return "\n".join(lines)
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser("python -m minbert.report.experiments", description=__doc__.split("\n")[0])
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser("python -m minbert.report.experiments",
+                                description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train the rows (skips complete ones, resumes the rest)")
     g = r.add_mutually_exclusive_group(required=True)
@@ -310,30 +204,39 @@ def main(argv=None):
     t = sub.add_parser("table", help="print the results table")
     t.add_argument("--results", default="results")
     t.add_argument("--markdown", action="store_true", help="a Markdown table (for the README)")
-    s = sub.add_parser("show", help="rows x settings")
+    s = sub.add_parser("show", help="the preset file, then rows x settings")
     s.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    return p
+
+
+def table(results, markdown=False) -> str:
+    """The results table of a folder, as text or as Markdown (for the README)."""
+    df = load_results(results)
+    t = format_table(summary_table(df)) if len(df) else None
+    if t is None:
+        return f"no results under {results}"
+    if markdown:  # pipes inside cells do not occur: numbers, names, "-"
+        return "\n".join("| " + " | ".join(map(str, r)) + " |" for r in
+                         [t.columns, ["---"] * len(t.columns), *t.values])
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        return t.to_string(index=False)
+
+
+def main(argv=None):
+    p = parser()
     a = p.parse_args(argv)
-    if a.cmd == "run":
+    if a.cmd == "table":
+        print(table(a.results, a.markdown))
+    elif a.cmd == "show":
+        print(show(a.preset))
+    else:
         if not 0 <= a.first_seed < a.seeds:
             p.error(f"--first-seed {a.first_seed}: expected 0 .. {a.seeds - 1} (--seeds {a.seeds})")
         if a.threads:
             torch.set_num_threads(a.threads)
-        run_rows(all_rows(a.preset) if a.all else a.rows, range(a.first_seed, a.seeds), a.preset,
-                 a.results, a.runs, dry_run=a.dry_run, model=a.model, data=a.data, device=a.device,
-                 progress=not a.no_progress)
-    elif a.cmd == "table":
-        df = load_results(a.results)
-        table = format_table(summary_table(df)) if len(df) else None
-        if table is None:
-            print(f"no results under {a.results}")
-        elif a.markdown:  # pipes inside cells do not occur: numbers, names, "-"
-            print("\n".join("| " + " | ".join(map(str, r)) + " |" for r in
-                            [table.columns, ["---"] * len(table.columns), *table.values]))
-        else:
-            with pd.option_context("display.width", 250, "display.max_columns", 30):
-                print(table.to_string(index=False))
-    else:
-        print(show(a.preset))
+        o = Options(a.preset, a.results, a.runs, a.dry_run, a.model, a.data, a.device,
+                    progress=not a.no_progress)
+        run_rows(all_rows(a.preset) if a.all else a.rows, range(a.first_seed, a.seeds), o)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ import argparse
 from pathlib import Path
 
 from .. import train as T
-from .experiments import PRESETS, ROWS, mlm_settings, preset_settings, row_config
+from .presets import PRESETS, mlm_settings, preset_settings, row_config
 from .results import load_results
+from .rows import ROWS
 
 # seconds per sentence pass (max_length 64) and per optimizer step, by torch threads (above)
 PASS = {1: 0.0136, 2: 0.0076}

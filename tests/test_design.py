@@ -14,6 +14,7 @@ DESIGN = ROOT / "docs" / "design.md"
 MAX_LINES = 340         # "about 300 lines"; model.py mirrors modeling_bert.py
 MAX_LINES_MODEL = 400
 MAX_FUNCTION = 50       # a longer function says why in a "# long:" comment on its first lines
+REPORT = {"lines": 300, "function": 40, "parameters": 7}  # minbert/report/: no exceptions
 
 
 def allowed_imports() -> dict:
@@ -111,7 +112,7 @@ def test_the_issue_rules_hold_in_the_table():
     for below in set(t) - report:
         assert not t[below] & report, f"{below} may import the report layer: {t[below] & report}"
     training = {"train", "heads", "pcgrad", "optimizer", "mlm", "mlm_head", "model", "predictions"}
-    for reader in ("plots", "report.results"):
+    for reader in ("plots", "report.results", "report.significance"):
         assert not t[reader] & training, reader
     assert not t["course"] & (training | {"pretrained", "data"}), "course imports no model code"
 
@@ -157,6 +158,31 @@ def test_files_and_functions_read_in_one_sitting():
         too_long += [f"{p.relative_to(ROOT)}: {f}" for f in long_functions(source)]
     assert not too_long, "\n".join(too_long)
     assert long_functions("def f():\n" + "    x = 1\n" * 60)  # the checker can fail
+
+
+def report_oversized(path: Path, source: str) -> list:
+    """The report layer's stricter sizes: files, function lines, parameters (self / cls aside,
+    keyword-only and *args / **kwargs included)."""
+    out = [f"{path.name}: {n} lines"] if (n := len(source.splitlines())) > REPORT["lines"] else []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg] if x]
+            params = len([n for n in names if n not in ("self", "cls")])
+            if (lines := node.end_lineno - node.lineno + 1) > REPORT["function"]:
+                out.append(f"{path.name}: {node.name} ({lines} lines)")
+            if params > REPORT["parameters"]:
+                out.append(f"{path.name}: {node.name} ({params} parameters)")
+    return out
+
+
+def test_the_report_layer_reads_in_one_sitting():
+    bad = [v for p in sorted((PACKAGE / "report").rglob("*.py"))
+           for v in report_oversized(p, p.read_text())]
+    assert not bad, "\n".join(bad)
+    planted = "def f(a, b, c, d, e, f, g, *, h):\n" + "    x = 1\n" * 40
+    assert report_oversized(PACKAGE / "report" / "x.py", planted) == [
+        "x.py: f (41 lines)", "x.py: f (8 parameters)"]  # the checker can fail
 
 
 # --- notebooks use public names only -------------------------------------------------

@@ -13,6 +13,7 @@ from minbert.metrics import METRIC, metric
 from minbert.report import plan
 from minbert.report import presets as P
 from minbert.report import results as R
+from minbert.report import significance as S
 from minbert.report.rows import ROWS
 
 KEYS = {"schema", "row", "name", "description", "preset", "dry_run", "seed", "config", "mlm",
@@ -228,8 +229,8 @@ def test_run_skip_and_read(tiny, data_root, tmp_path, capsys):
     assert len(R.error_analysis(df, k=2)) > 0
     plots.plot_overview(df, "tiny", tmp_path / "overview.png")
     plots.plot_figure1(df.loc[1, "history"], "row 2", tmp_path / "figure1.png")
-    sig = R.significance_table(df, "tiny", n_resamples=50)  # row 2 is the base: nothing to compare
-    assert len(sig) == 0 and "not run" in R.pcgrad_verdict(sig)
+    sig = S.significance_table(df, "tiny", n_resamples=50)  # row 2 is the base: nothing to compare
+    assert len(sig) == 0 and "not run" in S.pcgrad_verdict(sig)
     assert R.learning_table(df, "tiny")["row"].tolist() == [2]
     plots.plot_conflicts(df, tmp_path / "conflicts.png")
     assert all((tmp_path / f).stat().st_size > 0 for f in ("overview.png", "figure1.png"))

@@ -41,9 +41,9 @@ test: $(STAMP)
 
 # the commands of results/README.md (tests/test_layout.py keeps the two the same)
 results: $(STAMP)
-	python -m minbert.experiments run --all --seeds 1 --preset cpu --results results --runs runs/experiments
-	python -m minbert.experiments run --rows 2 4 6 8 9 --seeds 3 --preset cpu --results results --runs runs/experiments
-	python -m minbert.experiments table --results results
+	python -m minbert.report.experiments run --all --seeds 1 --preset cpu --results results --runs runs/experiments
+	python -m minbert.report.experiments run --rows 2 4 6 8 9 --seeds 3 --preset cpu --results results --runs runs/experiments
+	python -m minbert.report.experiments table --results results
 
 check: $(STAMP)
 	python -m minbert.course check notebooks/$(NB)*.ipynb

@@ -14,19 +14,38 @@ DESIGN = ROOT / "docs" / "design.md"
 MAX_LINES = 340         # "about 300 lines"; model.py mirrors modeling_bert.py
 MAX_LINES_MODEL = 400
 MAX_FUNCTION = 50       # a longer function says why in a "# long:" comment on its first lines
+REPORT = {"lines": 300, "function": 40, "parameters": 7}  # minbert/report/: no exceptions
 
 
 def allowed_imports() -> dict:
     """module -> set of minbert modules it may import, from the table in docs/design.md."""
-    rows = re.findall(r"^\| (\w+) \|([\w, ]*)\|", DESIGN.read_text(), re.M)
+    rows = re.findall(r"^\| ([\w.]+) \|([\w., ]*)\|", DESIGN.read_text(), re.M)
     return {m: {x.strip() for x in deps.split(",") if x.strip()} for m, deps in rows
             if m != "module"}
 
 
 def unit(path: Path) -> str:
-    """The design unit of a file: minbert/train.py -> train, minbert/course/kernel.py -> course."""
+    """The design unit of a file: minbert/train.py -> train, minbert/course/kernel.py -> course,
+    but minbert/report/plan.py -> report.plan (each report module has its own row) and
+    minbert/report/__init__.py -> report."""
     rel = path.relative_to(PACKAGE).parts
-    return rel[0] if len(rel) > 1 else rel[0][:-3]
+    if len(rel) == 1:
+        return rel[0][:-3]
+    if rel[0] == "report":
+        return "report" if rel[1] == "__init__.py" else f"report.{rel[1][:-3]}"
+    return rel[0]
+
+
+def _unit_of(name: str) -> str | None:
+    """minbert.train.run -> train, minbert.report.plan -> report.plan, minbert -> __init__."""
+    bits = name.split(".")
+    if bits[0] != "minbert":
+        return None
+    if len(bits) == 1:
+        return "__init__"
+    if bits[1] == "report" and len(bits) > 2:
+        return f"report.{bits[2]}"
+    return bits[1]
 
 
 def imported_units(source: str, path: Path) -> set:
@@ -45,14 +64,9 @@ def imported_units(source: str, path: Path) -> set:
             else:
                 prefix = node.module or ""
             # `from minbert import files` names a module; `from minbert.data import load` a name
-            whole = node.module is None or prefix == "minbert"
+            whole = node.module is None or prefix in ("minbert", "minbert.report")
             names = [f"{prefix}.{a.name}" for a in node.names] if whole else [prefix]
-        for name in names:
-            bits = name.split(".")
-            if bits[0] == "minbert" and len(bits) > 1:
-                out.add(bits[1])
-            elif bits == ["minbert"]:
-                out.add("__init__")
+        out |= {u for u in map(_unit_of, names) if u}
     return out
 
 
@@ -63,7 +77,7 @@ def import_violations(path: Path, source: str, table: dict) -> list:
     if me not in table:
         return [f"{path.name}: no row for {me!r} in docs/design.md"]
     allowed = table[me] | {me}
-    if me == "provenance":
+    if me == "report.provenance":
         allowed |= {"__init__", "__version__"}
     return [f"{path.relative_to(ROOT)} imports minbert.{u}, which docs/design.md does not allow "
             f"for {me}" for u in sorted(imported_units(source, path) - allowed)]
@@ -75,7 +89,7 @@ def modules():
 
 def test_design_table_covers_every_module():
     table = allowed_imports()
-    assert {"model", "train", "experiments", "plots", "results", "course"} <= set(table)
+    assert {"model", "train", "report.experiments", "plots", "report.results", "course"} <= set(table)
     units = {unit(p) for p in modules()} - {"__init__"}
     assert units <= set(table), f"modules without a row in docs/design.md: {units - set(table)}"
     assert set(table) <= units, f"rows for modules that do not exist: {set(table) - units}"
@@ -90,11 +104,15 @@ def test_import_direction():
 def test_the_issue_rules_hold_in_the_table():
     """The rules the layout exists for, so that loosening the table is caught too."""
     t = allowed_imports()
-    top = {"train", "experiments", "results", "plots", "course", "plan", "zero_shot"}
+    report = {u for u in t if u.split(".")[0] == "report"}
+    top = {"train", "plots", "course"} | report
     for core in ("model", "optimizer", "pcgrad", "losses", "metrics", "files", "config"):
         assert not t[core] & top, core
+    # three layers: the taught modules (and the course tooling) never import the report
+    for below in set(t) - report:
+        assert not t[below] & report, f"{below} may import the report layer: {t[below] & report}"
     training = {"train", "heads", "pcgrad", "optimizer", "mlm", "mlm_head", "model", "predictions"}
-    for reader in ("plots", "results"):
+    for reader in ("plots", "report.results", "report.significance"):
         assert not t[reader] & training, reader
     assert not t["course"] & (training | {"pretrained", "data"}), "course imports no model code"
 
@@ -107,6 +125,16 @@ def test_import_checker_fails_on_a_planted_violation():
     assert import_violations(PACKAGE / "course" / "kernel.py", "from ..model import BertModel\n",
                              table)
     assert not import_violations(fake, "from .metrics import METRIC\n", table)
+    # a report module is its own unit: results may not train, nor read the rows' presets
+    reader = PACKAGE / "report" / "results.py"
+    assert import_violations(reader, "from ..train import run\n", table)
+    assert import_violations(reader, "from .experiments import ROWS\n", table)
+    assert import_violations(reader, "from minbert.report import plan\n", table)
+    assert not import_violations(reader, "from ..metrics import METRIC\n", table)
+    # and a taught module may not import the report layer, in any spelling
+    for source in ("from .report.results import load_results\n", "from .report import plan\n",
+                   "import minbert.report.experiments as E\n"):
+        assert import_violations(PACKAGE / "train.py", source, table), source
 
 
 def long_functions(source: str) -> list:
@@ -130,6 +158,31 @@ def test_files_and_functions_read_in_one_sitting():
         too_long += [f"{p.relative_to(ROOT)}: {f}" for f in long_functions(source)]
     assert not too_long, "\n".join(too_long)
     assert long_functions("def f():\n" + "    x = 1\n" * 60)  # the checker can fail
+
+
+def report_oversized(path: Path, source: str) -> list:
+    """The report layer's stricter sizes: files, function lines, parameters (self / cls aside,
+    keyword-only and *args / **kwargs included)."""
+    out = [f"{path.name}: {n} lines"] if (n := len(source.splitlines())) > REPORT["lines"] else []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg] if x]
+            params = len([n for n in names if n not in ("self", "cls")])
+            if (lines := node.end_lineno - node.lineno + 1) > REPORT["function"]:
+                out.append(f"{path.name}: {node.name} ({lines} lines)")
+            if params > REPORT["parameters"]:
+                out.append(f"{path.name}: {node.name} ({params} parameters)")
+    return out
+
+
+def test_the_report_layer_reads_in_one_sitting():
+    bad = [v for p in sorted((PACKAGE / "report").rglob("*.py"))
+           for v in report_oversized(p, p.read_text())]
+    assert not bad, "\n".join(bad)
+    planted = "def f(a, b, c, d, e, f, g, *, h):\n" + "    x = 1\n" * 40
+    assert report_oversized(PACKAGE / "report" / "x.py", planted) == [
+        "x.py: f (41 lines)", "x.py: f (8 parameters)"]  # the checker can fail
 
 
 # --- notebooks use public names only -------------------------------------------------

@@ -180,7 +180,7 @@ def test_experiments_gpu_preset_dry_run_under_torchrun(tiny, data_root, tmp_path
     one result JSON per row, written by rank 0, with the world size and the global batch."""
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "minbert.experiments", "run", "--rows", "9", "13", "--preset", "gpu", "--dry-run",
+         "-m", "minbert.report.experiments", "run", "--rows", "9", "13", "--preset", "gpu", "--dry-run",
          "--model", str(tiny), "--data", str(data_root), "--results", str(tmp_path / "r"),
          "--runs", str(tmp_path / "runs"), "--no-progress", "--threads", "1"],
         capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))

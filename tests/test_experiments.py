@@ -1,15 +1,20 @@
-"""minbert.experiments end to end on the `tiny` preset (a random 2-layer BERT, a few
+"""minbert.report.experiments end to end on the `tiny` preset (a random 2-layer BERT, a few
 batches): the result JSON schema, skipping complete runs, notebook 08's readers, and a
-dry run of the `gpu` preset's configs on CPU."""
+dry run of the `gpu` preset's configs on CPU; the preset files against the seed's settings
+and the course baseline, written out by hand."""
 import json
 from dataclasses import asdict
 
 import pytest
 
-import minbert.experiments as E
-from minbert import plan, plots
+import minbert.report.experiments as E
+from minbert import plots
 from minbert.metrics import METRIC, metric
-from minbert import results as R
+from minbert.report import plan
+from minbert.report import presets as P
+from minbert.report import results as R
+from minbert.report import significance as S
+from minbert.report.rows import ROWS
 
 KEYS = {"schema", "row", "name", "description", "preset", "dry_run", "seed", "config", "mlm",
         "command", "git_commit", "git_dirty", "versions", "device", "started_at", "wall_time_s",
@@ -34,37 +39,93 @@ for i, task in enumerate(("sst", "quora", "sts")):
     SEED_DIFFS[4 + 2 * i] = {"mode": "single", "tasks": (task,), "schedule": "shortest"}
 
 
+# Row 2 of the seed (report.txt; CS224N's defaults) and of the course (benchmarks/README.md,
+# config F), every TrainConfig field written out by hand: the preset files must give these,
+# whatever TrainConfig's defaults are.
+SEED_ROW2 = dict(
+    mode="multitask", tasks=("sst", "quora", "sts"), encoder="finetune",
+    model="bert-base-uncased", init_from=None, data=None, epochs=10, batch_size=8,
+    eval_batch_size=128, lr=1e-5, head_lr=None, weight_decay=0.0, dropout=0.3, max_length=128,
+    n_train=None, n_dev=None, evals_per_epoch=1, max_batches_per_task=None, schedule="shortest",
+    lr_decay="constant", seed=0, pcgrad_reduction="sum", pair_mode="joint", pooling="pooler",
+    sts_loss="mse", log_conflict=True, cache_frozen=True, device="cuda")
+COURSE_ROW2 = dict(
+    SEED_ROW2, model="minilm-l6", epochs=2, batch_size=32, eval_batch_size=64, lr=5e-5,
+    head_lr=1e-3, dropout=0.1, max_length=64, evals_per_epoch=2, schedule="spread",
+    lr_decay="linear", pair_mode="separate", pooling="mean", device="cpu")
+
+
+def test_preset_files_state_the_seed_and_course_baselines():
+    assert asdict(P.row_config(2, 0, P.preset_settings("gpu"))) == SEED_ROW2
+    assert asdict(P.row_config(2, 0, P.preset_settings("cpu"))) == COURSE_ROW2
+    demo = asdict(P.row_config(2, 0, P.preset_settings("cpu-demo")))
+    assert demo == dict(COURSE_ROW2, n_train=160, n_dev=200, evals_per_epoch=1)
+    tiny = asdict(P.row_config(2, 0, P.preset_settings("tiny")))
+    assert tiny == dict(COURSE_ROW2, max_length=32, n_train=16, n_dev=16, batch_size=8,
+                        eval_batch_size=32, max_batches_per_task=2, epochs=1)
+    # MLM: the seed's v1 / v2 (minbert.mlm) with the preset's sizes; --dry-run caps both
+    assert P.mlm_settings("v2", P.preset_settings("gpu"), 0) == dict(
+        batch_size=4, accumulation_steps=32, epochs=3, lr=5e-5, head_lr=1e-3,
+        head_warmup_steps=100, max_length=128, seed=0)
+    assert P.mlm_settings("v1", P.preset_settings("cpu"), 1) == dict(
+        batch_size=4, accumulation_steps=1, epochs=3, lr=5e-5, head_lr=1e-3,
+        head_warmup_steps=20, max_length=128, n_texts=400, n_eval=100, seed=1)
+    dry = P.preset_settings("gpu", dry_run=True)
+    assert asdict(P.row_config(2, 0, dry)) == dict(
+        SEED_ROW2, n_train=8, n_dev=8, max_length=32, max_batches_per_task=2, device="cpu",
+        eval_batch_size=8, epochs=1)
+    assert P.mlm_settings("v1", dry, 0)["max_steps"] == 2
+    shown = P.show("cpu")  # the file itself, then the rows
+    assert shown.startswith(P.preset_text("cpu").rstrip()) and "seed-settings" in shown
+
+
+def test_a_preset_file_names_every_field(tmp_path, monkeypatch):
+    """A field left out is None only where TrainConfig allows None; anything else is an error,
+    so that no preset silently takes a TrainConfig default."""
+    cpu = P.preset_text("cpu")
+    monkeypatch.setattr(P, "FOLDER", tmp_path)
+    (tmp_path / "ok.toml").write_text(cpu.replace('head_lr = 1e-3\n', ""))
+    assert P.load_preset("ok")["baseline"]["head_lr"] is None
+    assert P.load_preset("ok")["baseline"]["n_train"] is None
+    for bad, match in ((cpu.replace('pooling = "mean"\n', ""), "missing.*pooling"),
+                       (cpu.replace("\n[mlm]\n", "seed = 3\n\n[mlm]\n"), "per run.*seed"),
+                       (cpu.replace("\n[mlm]\n", "pooler = 1\n\n[mlm]\n"), "unknown.*pooler")):
+        (tmp_path / "bad.toml").write_text(bad)
+        with pytest.raises(ValueError, match=match):
+            P.load_preset("bad")
+
+
 def test_every_row_has_a_config_in_every_preset():
-    assert sorted(E.ROWS) == list(range(15)) and set(R.SEED_REPORT) == set(E.ROWS) - {0, 14}
-    for preset in E.PRESETS:
-        s = E.preset_settings(preset)
-        for row, r in E.ROWS.items():
+    assert sorted(ROWS) == list(range(15)) and set(R.SEED_REPORT) == set(ROWS) - {0, 14}
+    for preset in P.PRESETS:
+        s = P.preset_settings(preset)
+        for row, r in ROWS.items():
             if r.changes is not None:
-                E.row_config(row, 0, s)  # resolves (validates) without error
-    gpu = E.row_config(2, 0, E.preset_settings("gpu"))
+                P.row_config(row, 0, s)  # resolves (validates) without error
+    gpu = P.row_config(2, 0, P.preset_settings("gpu"))
     assert (gpu.model, gpu.batch_size, gpu.dropout, gpu.epochs, gpu.lr, gpu.max_length,
             gpu.n_train, gpu.lr_decay) == (
         "bert-base-uncased", 8, 0.3, 10, 1e-5, 128, None, "constant")
-    adj = E.row_config(12, 0, E.preset_settings("gpu"))
+    adj = P.row_config(12, 0, P.preset_settings("gpu"))
     assert (adj.batch_size, adj.dropout) == (64, 0.5)
-    assert 14 not in E.all_rows("gpu") and E.row_config(14, 0, E.preset_settings("gpu")) == gpu
+    assert 14 not in E.all_rows("gpu") and P.row_config(14, 0, P.preset_settings("gpu")) == gpu
     # cpu: the course baseline, and each row differs from it as the seed's row from the seed's
-    cpu = E.preset_settings("cpu")
-    base = E.row_config(2, 0, cpu)
+    cpu = P.preset_settings("cpu")
+    base = P.row_config(2, 0, cpu)
     assert (base.lr, base.head_lr, base.pooling, base.pair_mode, base.batch_size, base.n_train,
             base.n_dev, base.schedule, base.lr_decay) == (
         5e-5, 1e-3, "mean", "separate", 32, None, None, "spread", "linear")
     for preset in ("gpu", "cpu"):
-        settings = E.preset_settings(preset)
-        b = asdict(E.row_config(2, 0, settings))
+        settings = P.preset_settings(preset)
+        b = asdict(P.row_config(2, 0, settings))
         for row, want in SEED_DIFFS.items():
-            c = asdict(E.row_config(row, 0, settings))
+            c = asdict(P.row_config(row, 0, settings))
             got = {k: v for k, v in c.items() if v != b[k]}
             assert got == {k: v for k, v in want.items() if b[k] != v}, (preset, row, got)
-    s14 = E.row_config(14, 0, cpu)
+    s14 = P.row_config(14, 0, cpu)
     assert (s14.lr, s14.head_lr, s14.pooling, s14.batch_size, s14.schedule, s14.lr_decay) == (
         1e-5, None, "pooler", 8, "shortest", "constant")  # the seed's lr: constant (report.txt)
-    assert "MLM v2" in E.show("cpu")
+    assert "MLM v2" in P.show("cpu")
 
 
 def test_plan_counts_sentence_passes():
@@ -83,7 +144,7 @@ def test_plan_counts_rounds_by_schedule(monkeypatch):
     shortest rule takes 189 rounds of each task, the spread rule every batch of every task."""
     dev = (1101 + 3970 * 2 + 863 * 2) * 5 / 3  # 5 curve points, forward only
     for schedule, per_epoch in (("shortest", 189 * (1 + 2 + 2)), ("spread", 267 + 508 * 2 + 189 * 2)):
-        monkeypatch.setitem(E.PRESETS["cpu"]["baseline"], "schedule", schedule)
+        monkeypatch.setitem(P.PRESETS["cpu"]["baseline"], "schedule", schedule)
         est = plan.estimate_seconds("cpu", rows=[2], threads=1)[2]
         steps = 2 * (189 * 3 if schedule == "shortest" else 267 + 508 + 189)
         assert est == pytest.approx(0.0136 * (2 * 32 * per_epoch + dev) + 0.34 * steps), schedule
@@ -168,8 +229,8 @@ def test_run_skip_and_read(tiny, data_root, tmp_path, capsys):
     assert len(R.error_analysis(df, k=2)) > 0
     plots.plot_overview(df, "tiny", tmp_path / "overview.png")
     plots.plot_figure1(df.loc[1, "history"], "row 2", tmp_path / "figure1.png")
-    sig = R.significance_table(df, "tiny", n_resamples=50)  # row 2 is the base: nothing to compare
-    assert len(sig) == 0 and "not run" in R.pcgrad_verdict(sig)
+    sig = S.significance_table(df, "tiny", n_resamples=50)  # row 2 is the base: nothing to compare
+    assert len(sig) == 0 and "not run" in S.pcgrad_verdict(sig)
     assert R.learning_table(df, "tiny")["row"].tolist() == [2]
     plots.plot_conflicts(df, tmp_path / "conflicts.png")
     assert all((tmp_path / f).stat().st_size > 0 for f in ("overview.png", "figure1.png"))

@@ -1,10 +1,11 @@
-"""minbert.results.paired_difference against hand-computed differences and intervals."""
+"""minbert.report.significance.paired_difference against hand-computed differences and intervals."""
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import pearsonr
 
-from minbert import results as R
+from minbert.report import results as R
+from minbert.report import significance as S
 
 
 def run(row, seed, sst, quora, sts):
@@ -26,7 +27,7 @@ def test_paired_difference_by_hand():
         rows.append(run(0, seed, [(1, 1), (1, 0)] * 10, [(0, 1), (1, 1)] * 10,
                         list(zip(gold_s, b_s))))
     df = pd.DataFrame(rows)
-    d = R.paired_difference(df, "p", 1, 0, n_resamples=500)
+    d = S.paired_difference(df, "p", 1, 0, n_resamples=500)
     assert d["sst"]["diff"] == pytest.approx(0.5) and d["sst"]["std"] == 0.0
     assert d["sst"]["seeds"] == 2 and d["sst"]["low"] <= 0.5 <= d["sst"]["high"]
     assert 0.2 < d["sst"]["low"] and d["sst"]["high"] < 0.8  # 20 examples: not a point
@@ -36,16 +37,16 @@ def test_paired_difference_by_hand():
     assert d["sts"]["low"] < r < d["sts"]["high"]
     assert d["mean"]["diff"] == pytest.approx((0.5 + 0.0 + r) / 3)
     # the same seed draws the same interval; a row missing gives no comparison
-    assert R.paired_difference(df, "p", 1, 0, n_resamples=500) == d
-    assert R.paired_difference(df, "p", 1, 7) == {}
+    assert S.paired_difference(df, "p", 1, 0, n_resamples=500) == d
+    assert S.paired_difference(df, "p", 1, 7) == {}
 
 
 def test_bootstrap_metric_matches_scipy_and_accuracy_by_hand():
     rng = np.random.default_rng(1)
     pred, gold = rng.normal(size=(3, 50)), rng.normal(size=(3, 50))
-    r = R._metric_along("sts", pred, gold)
+    r = S._metric_along("sts", pred, gold)
     assert r == pytest.approx([pearsonr(p, g)[0] for p, g in zip(pred, gold)], abs=1e-12)
-    acc = R._metric_along("sst", np.array([[1, 2, 3, 4]]), np.array([[1, 2, 0, 0]]))
+    acc = S._metric_along("sst", np.array([[1, 2, 3, 4]]), np.array([[1, 2, 0, 0]]))
     assert acc.tolist() == [0.5]
 
 
@@ -60,16 +61,16 @@ def test_significance_table_and_pcgrad_verdict():
     for t in ("sst", "quora", "sts"):
         df[t] = 0.5
     df["name"] = df["row"].map({9: "pcgrad", 2: "multitask-finetune"})
-    sig = R.significance_table(df, "p", n_resamples=300)
+    sig = S.significance_table(df, "p", n_resamples=300)
     assert list(sig["metric"]) == ["sst", "quora", "sts", "mean"]
     sst = sig[sig["metric"] == "sst"].iloc[0]
     assert sst["diff"] == pytest.approx(0.5) and sst["significant"] and sst["seeds"] == 3
     assert not sig[sig["metric"] == "quora"].iloc[0]["significant"]  # identical: 0 in [0, 0]
-    words = R.pcgrad_verdict(sig)
+    words = S.pcgrad_verdict(sig)
     assert "+0.167" in words and "PCGrad is better" in words and "holds here" in words
     flipped = sig.assign(diff=-sig["diff"], low=-sig["high"], high=-sig["low"])
-    assert "contradicted" in R.pcgrad_verdict(flipped) and "worse" in R.pcgrad_verdict(flipped)
-    assert "not run" in R.pcgrad_verdict(sig.iloc[0:0])
+    assert "contradicted" in S.pcgrad_verdict(flipped) and "worse" in S.pcgrad_verdict(flipped)
+    assert "not run" in S.pcgrad_verdict(sig.iloc[0:0])
 
 
 def test_error_kinds_on_the_seed_table_1():

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import TASKS
-from .heads import MultitaskBERT
-from .metrics import METRIC, metric
-from .predictions import record, records, to_device
-from .pretrained import load_pretrained
-from .train import TrainConfig, load_examples, task_loaders
+from ..data import TASKS
+from ..heads import MultitaskBERT
+from ..metrics import METRIC, metric
+from ..predictions import record, records, to_device
+from ..pretrained import load_pretrained
+from ..train import TrainConfig, load_examples, task_loaders
 
 
 @torch.no_grad()

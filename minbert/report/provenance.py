@@ -20,13 +20,13 @@ import numpy as np
 import torch
 import transformers
 
-from . import __version__
+from .. import __version__
 
 
 def _git(*args):
     try:
         r = subprocess.run(["git", *args], capture_output=True, text=True,
-                           cwd=Path(__file__).resolve().parent, timeout=10)
+                           cwd=Path(__file__).resolve().parents[1], timeout=10)
         return r.stdout.strip() if r.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -39,7 +39,7 @@ def git_commit():
 
 def git_dirty():
     """True when the package's tracked or untracked files differ from HEAD (None: no git)."""
-    out = _git("status", "--porcelain", "--", ".")  # cwd is the package folder
+    out = _git("status", "--porcelain", "--", ".")  # cwd is the package folder (minbert/)
     return None if out is None else bool(out)
 
 

@@ -1,6 +1,6 @@
 """How long the results table takes: a cost model of one seed per row (experiments.py).
 
-    python -m minbert.plan --preset cpu [--threads 1] [--results results]
+    python -m minbert.report.plan --preset cpu [--threads 1] [--results results]
 
 The model counts *sentence passes*: one sentence of at most max_length tokens through the
 encoder, forward and backward (a pair encoded separately is two; a joint pair is two, as it has
@@ -21,9 +21,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import train as T
-from .experiments import PRESETS, ROWS, mlm_settings, preset_settings, row_config
+from .. import train as T
+from .presets import PRESETS, mlm_settings, preset_settings, row_config
 from .results import load_results
+from .rows import ROWS
 
 # seconds per sentence pass (max_length 64) and per optimizer step, by torch threads (above)
 PASS = {1: 0.0136, 2: 0.0076}
@@ -77,7 +78,7 @@ def measured_minutes(results) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m minbert.plan", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m minbert.report.plan", description=__doc__.split("\n")[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     p.add_argument("--threads", type=int, choices=sorted(PASS), default=2)
     p.add_argument("--results", default=None, help="print the measured times of this folder")

@@ -32,7 +32,7 @@ FROZEN = {"encoder": "frozen", "lr": 1e-3}
 # so under a baseline that spreads every batch (cpu) row 9 goes back to the zipped rounds
 SEED_DIFFS = {1: FROZEN, 9: {"mode": "pcgrad", "pcgrad_reduction": "mean", "schedule": "shortest"},
               10: {"sts_loss": "cosine_mse", "pair_mode": "separate"}, 11: {},
-              12: {"batch_size": 64, "dropout": 0.5}, 13: {"batch_size": 64, "dropout": 0.5}}
+              12: {"batch_size": 64, "head_dropout": 0.5}, 13: {"batch_size": 64, "head_dropout": 0.5}}
 for i, task in enumerate(("sst", "quora", "sts")):
     # one task: both schedules are the same loop, recorded as "shortest" (TrainConfig.resolved)
     SEED_DIFFS[3 + 2 * i] = {"mode": "single", "tasks": (task,), "schedule": "shortest", **FROZEN}
@@ -45,13 +45,13 @@ for i, task in enumerate(("sst", "quora", "sts")):
 SEED_ROW2 = dict(
     mode="multitask", tasks=("sst", "quora", "sts"), encoder="finetune",
     model="bert-base-uncased", init_from=None, data=None, epochs=10, batch_size=8,
-    eval_batch_size=128, lr=1e-5, head_lr=None, weight_decay=0.0, dropout=0.3, max_length=128,
+    eval_batch_size=128, lr=1e-5, head_lr=None, weight_decay=0.0, head_dropout=0.3, max_length=128,
     n_train=None, n_dev=None, evals_per_epoch=1, max_batches_per_task=None, schedule="shortest",
     lr_decay="constant", seed=0, pcgrad_reduction="sum", pair_mode="joint", pooling="pooler",
-    sts_loss="mse", log_conflict=True, cache_frozen=True, device="cuda")
+    sts_loss="mse", log_conflict=True, cache_frozen=True, device="cuda", encoder_dropout=None)
 COURSE_ROW2 = dict(
     SEED_ROW2, model="minilm-l6", epochs=2, batch_size=32, eval_batch_size=64, lr=5e-5,
-    head_lr=1e-3, dropout=0.1, max_length=64, evals_per_epoch=2, schedule="spread",
+    head_lr=1e-3, head_dropout=0.1, max_length=64, evals_per_epoch=2, schedule="spread",
     lr_decay="linear", pair_mode="separate", pooling="mean", device="cpu")
 
 
@@ -103,11 +103,11 @@ def test_every_row_has_a_config_in_every_preset():
             if r.changes is not None:
                 P.row_config(row, 0, s)  # resolves (validates) without error
     gpu = P.row_config(2, 0, P.preset_settings("gpu"))
-    assert (gpu.model, gpu.batch_size, gpu.dropout, gpu.epochs, gpu.lr, gpu.max_length,
+    assert (gpu.model, gpu.batch_size, gpu.head_dropout, gpu.epochs, gpu.lr, gpu.max_length,
             gpu.n_train, gpu.lr_decay) == (
         "bert-base-uncased", 8, 0.3, 10, 1e-5, 128, None, "constant")
     adj = P.row_config(12, 0, P.preset_settings("gpu"))
-    assert (adj.batch_size, adj.dropout) == (64, 0.5)
+    assert (adj.batch_size, adj.head_dropout) == (64, 0.5)
     assert 14 not in E.all_rows("gpu") and P.row_config(14, 0, P.preset_settings("gpu")) == gpu
     # cpu: the course baseline, and each row differs from it as the seed's row from the seed's
     cpu = P.preset_settings("cpu")

@@ -38,7 +38,7 @@ from .. import distributed as D
 from .. import train as T
 from ..files import write_json
 from ..mlm import MLMConfig, pretrain_mlm
-from ..predictions import records
+from ..predictions import Records
 from .presets import (PRESETS, mlm_settings, preset_settings, row_config, show, train_setting,
                       zero_shot_config)
 from .provenance import config_changes, device_info, git_commit, git_dirty, plain, versions
@@ -93,14 +93,12 @@ def train_row(row, seed, s, runs: Path, out: Path, progress=True) -> dict:
         with D.main_first():  # torchrun: rank 0 pre-trains, the others then find its encoder
             init_from, mlm = run_mlm(ROWS[row].mlm, s, seed, runs, train_setting(s, "model"))
     config = row_config(row, seed, s, init_from)
-    resumed, preds = (out / "checkpoint.pt").is_file(), {}
-
-    def predict(model, loaders, dev):  # the final weights, before train.run lets them go
-        preds.update({t: records(model, t, loaders[t], dev[t], config.device) for t in dev})
-    metrics = T.run(config, out, resume=resumed, progress=progress, on_finish=predict)
+    resumed, run = (out / "checkpoint.pt").is_file(), T.prepare(config)
+    preds = Records(run.loaders[2], run.examples[1], config.device)  # the final weights'
+    metrics = run.train(out, resume=resumed, progress=progress, callbacks=[preds])
     history = json.loads((out / "history.json").read_text())
     return dict(config=config, mlm=mlm, resumed=resumed, history=history,
-                dev=metrics["dev"], predictions=preds)
+                dev=metrics["dev"], predictions=preds.records)
 
 
 def score_zero_shot(seed, s) -> dict:
@@ -137,7 +135,7 @@ def result_record(row, seed, o: Options, r: dict, info: dict) -> dict:
         "device": info["device"], "started_at": info["started"].isoformat(timespec="seconds"),
         "wall_time_s": round(time.perf_counter() - info["t0"], 1), "resumed": r["resumed"],
         "train_time_s": round(sum(e.get("wall_time_s", 0) for e in history), 1),
-        "history": history, "dev": r["dev"], **D.run_info(r["config"].batch_size),
+        "history": history, "dev": r["dev"], **D.strategy().run_info(r["config"].batch_size),
         "conflict": [{"epoch": e["epoch"], **e["conflict"]} for e in history if "conflict" in e]
         or None,
         "predictions": r["predictions"],

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import train as T
+from ..trainer import epoch_rounds
 from .presets import PRESETS, mlm_settings, preset_settings, row_config
 from .results import load_results
 from .rows import ROWS
@@ -50,7 +50,8 @@ def estimate_seconds(preset: str, rows=None, threads: int = 2) -> dict:
             out[row] = per * FORWARD * (size("train", c, "quora") * 2 + dev)
             continue
         batches = {t: -(-size("train", c, t) // c.batch_size) for t in c.tasks}
-        rounds, steps = T.epoch_rounds(batches, c)  # each task's batches an epoch
+        # each task's batches an epoch
+        rounds, steps = epoch_rounds(batches, c.schedule, c.max_batches_per_task)
         passes = c.epochs * c.batch_size * sum(PASSES[t] * n for t, n in steps.items())
         updates = c.epochs * (rounds if c.mode == "pcgrad" else sum(steps.values()))
         points = c.epochs * c.evals_per_epoch + 1

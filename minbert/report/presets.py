@@ -23,7 +23,7 @@ from ..mlm import MLM_PRESETS
 from .rows import ROWS
 
 FOLDER = Path(__file__).resolve().parent / "presets"
-NULLABLE = ("data", "head_lr", "n_train", "n_dev", "max_batches_per_task")  # left out: None
+NULLABLE = ("data", "head_lr", "encoder_dropout", "n_train", "n_dev", "max_batches_per_task")  # left out: None
 PER_RUN = ("seed", "init_from")
 
 
@@ -86,7 +86,7 @@ def mlm_settings(version: str, settings: dict, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------ rows x settings
-SHOWN = (("mode", 9), ("encoder", 8), ("batch_size", 5), ("dropout", 4), ("lr", 6),
+SHOWN = (("mode", 9), ("encoder", 8), ("batch_size", 5), ("head_dropout", 4), ("lr", 6),
          ("head_lr", 6), ("pooling", 6), ("pair_mode", 8), ("schedule", 8), ("epochs", 3))
 
 

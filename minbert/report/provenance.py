@@ -82,8 +82,9 @@ def plain(config) -> dict:
 
 def config_changes(stored: dict, now, ignore=()) -> list:
     """["field: stored -> now", ...] where a result JSON's config differs from the config its
-    row has now (a dataclass), less `ignore` (where it ran, not what it computed). A field the
-    JSON predates counts as its default: a new field's default keeps the old behaviour."""
-    old, now = plain(type(now)()) | stored, plain(now)
+    row has now (a dataclass with `from_dict`, train.TrainConfig), less `ignore` (where it
+    ran, not what it computed). A field the JSON predates counts as what runs did before it
+    existed, a renamed one under its new name (TrainConfig.LEGACY, RENAMED)."""
+    old, now = plain(type(now).from_dict(stored)), plain(now)
     return [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in now.items()
             if k not in ignore and old.get(k) != v]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..train import RECIPES
+
 
 @dataclass(frozen=True)
 class Row:
@@ -20,10 +22,9 @@ class Row:
 
 
 FROZEN = dict(encoder="frozen", lr=1e-3)       # "pretrain": only the heads train
-ADJUSTED = dict(batch_size=64, dropout=0.5)    # the seed's "adjusted hyper-parameters"
+ADJUSTED = dict(batch_size=64, head_dropout=0.5)  # the seed's "adjusted hyper-parameters"
 # the seed's own training settings (CS224N defaults), for row 14 on a preset that changed them
-SEED_SETTINGS = dict(batch_size=8, dropout=0.3, lr=1e-5, head_lr=None, pooling="pooler",
-                     pair_mode="joint", schedule="shortest", lr_decay="constant")
+SEED_SETTINGS = RECIPES["seed"]
 ROWS = {
     0: Row("zero-shot", "no training: cosine of mean-pooled embeddings (STS r, Quora threshold "
            "from train); SST = majority-class baseline", None),

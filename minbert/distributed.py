@@ -2,10 +2,9 @@
 
     torchrun --standalone --nproc-per-node 4 -m minbert.train --mode multitask --out runs/rr ...
 
-With WORLD_SIZE > 1 (torchrun's environment variables) `strategy()` joins the process group
-(NCCL for CUDA tensors, each rank on cuda:LOCAL_RANK; gloo for CPU ones) and returns a
-`DataParallel`; with one process a `SingleProcess`, whose every hook is the identity, so the
-trainer (trainer.py) calls the same hooks either way and single-process runs are unchanged.
+`strategy()`: under torchrun with WORLD_SIZE > 1 a `DataParallel` (it joins the process group:
+NCCL for CUDA tensors, each rank on cuda:LOCAL_RANK, gloo for CPU ones); with one process a
+`SingleProcess`, whose hooks do nothing: the trainer calls the same hooks either way.
 
 The hooks:
   data      `shard`: rank r takes its slice of each GLOBAL batch of world x batch_size
@@ -15,13 +14,12 @@ The hooks:
             global batch's), so that averaging gradients over ranks gives the gradient of the
             mean over the global batch (only the last, uneven batch of an epoch has a share
             other than 1). Losses are batch means (heads.py), so full batches need no scaling.
-  steps     `wrap`: single / multitask steps are ordinary DDP steps; PCGrad takes its per-task
-            backward passes unsynchronised, averages the (tasks x parameters) rows once per
-            step (`mean_rows`, before the surgery: the projection must see global gradients)
-            and the heads' gradients (`mean_grads`).
+  steps     `wrap`: single / multitask steps are DDP steps; PCGrad backpropagates each task
+            unsynchronised, then averages the (tasks x parameters) rows (`mean_rows`, before
+            the surgery, which must see global gradients) and the heads' (`mean_grads`).
   metrics   `gather_scores`: the training batches' statistics of every rank as one.
   dev       `shard(dev=True)` + `gather_predictions`: each rank predicts every N-th dev
-            example; the predictions are gathered so every rank scores the whole dev set.
+            example; gathered, every rank scores the whole dev set.
   files     only rank 0 writes (`is_main`); the others wait at `barrier`s.
 """
 from __future__ import annotations
@@ -156,18 +154,6 @@ def _rebuild(loader: DataLoader, sampler) -> DataLoader:
                       collate_fn=loader.collate_fn, num_workers=0)
 
 
-def shard(loaders: dict, dev: bool = False) -> dict:
-    """{task: loader of data.make_loader} -> this rank's shards. Train: ShardedSampler (batch
-    boundaries fall where the global batches' do: each full slice is batch_size long); dev:
-    every world-th example from this rank's (StridedSampler)."""
-    if not active():
-        return loaders
-    w, r = world_size(), rank()
-    return {t: _rebuild(ld, StridedSampler(len(ld.dataset), w, r) if dev
-                        else ShardedSampler(ld.sampler, ld.batch_size, w, r))
-            for t, ld in loaders.items()}
-
-
 # --------------------------------------------------------------------------- steps
 class LossForward(torch.nn.Module):
     """model.forward_loss as a module's forward, so DDP sees (and syncs) it; the loss is
@@ -201,7 +187,7 @@ class SingleProcess:
     def add_shares(self, batches: dict) -> dict:
         return batches
 
-    def mean_rows(self, rows: torch.Tensor) -> torch.Tensor:
+    def mean_rows(self, rows):
         return rows
 
     def mean_grads(self, params, skip=()):
@@ -231,7 +217,12 @@ class DataParallel(SingleProcess):
         self.world_size, self.rank, self.is_main = world_size(), rank(), is_main()
 
     def shard(self, loaders: dict, dev: bool = False) -> dict:
-        return shard(loaders, dev)
+        """{task: loader of data.make_loader} -> this rank's shards. Train: ShardedSampler
+        (each full slice is batch_size long); dev: every world-th example (StridedSampler)."""
+        w, r = self.world_size, self.rank
+        return {t: _rebuild(ld, StridedSampler(len(ld.dataset), w, r) if dev
+                            else ShardedSampler(ld.sampler, ld.batch_size, w, r))
+                for t, ld in loaders.items()}
 
     def all_gather(self, obj) -> list:
         return all_gather(obj)

@@ -4,7 +4,7 @@ Devlin et al. 2019, "BERT" (section 3.1, masking rule; appendix A.1); Gururangan
 "Don't Stop Pretraining" (continued, domain-adaptive pre-training); Liu et al. 2019, "RoBERTa"
 (masks drawn afresh every epoch, as here).
 
-    masked, labels = mask_tokens(input_ids, attention_mask, tokenizer, generator=g)
+    masked, labels = mask_tokens(input_ids, attention_mask, tokenizer, generator=g)  # masking.py
     model = BertForMLM(bert, head_state)          # minbert.mlm_head; HF names cls.predictions.*
     metrics = pretrain_mlm(preset("v1", model="minilm-l6"), "runs/mlm-v1")
     python -m minbert.mlm --preset v1 --model minilm-l6 --out runs/mlm-v1 [--lr 1e-4 ...]
@@ -26,6 +26,7 @@ import torch
 from . import data
 from .config import add_fields, from_args
 from .files import write_json
+from .masking import encode, mask_tokens, masked_batch  # noqa: F401 (mlm.mask_tokens)
 from .mlm_head import HEAD_FILE, IGNORE, BertForMLM, load_mlm
 from .optimizer import AdamW
 from .pretrained import save_pretrained
@@ -42,63 +43,7 @@ MLM_PRESETS = {
 }
 
 
-# ------------------------------------------------------------------------ masking
-def mask_tokens(input_ids, attention_mask=None, special_ids=None, vocab_size=None,
-                mask_token_id=None, generator=None, mlm_probability=0.15):
-    """BERT's masking rule -> (masked input_ids, labels).
-
-    Each real (attention_mask 1), non-special token is chosen with probability
-    `mlm_probability`; a chosen token becomes [MASK] with p 0.8, a uniformly random
-    vocabulary id with p 0.1, and stays as it is with p 0.1. labels hold the original id
-    at chosen positions and -100 elsewhere. `special_ids` is a collection of ids or a
-    tokenizer (then its special ids, [MASK] id and vocabulary size are used). Every draw
-    comes from `generator`, so a seeded torch.Generator gives the same masks every run."""
-    if hasattr(special_ids, "all_special_ids"):  # a tokenizer
-        tok = special_ids
-        special_ids = tok.all_special_ids
-        vocab_size = vocab_size or len(tok)
-        mask_token_id = tok.mask_token_id if mask_token_id is None else mask_token_id
-    if vocab_size is None or mask_token_id is None:
-        raise ValueError("mask_tokens needs vocab_size and mask_token_id (or a tokenizer)")
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    special = torch.tensor(list(special_ids or []), dtype=input_ids.dtype)
-    can_mask = attention_mask.bool() & ~torch.isin(input_ids, special)
-    draw = lambda: torch.rand(input_ids.shape, generator=generator)  # noqa: E731
-    chosen = (draw() < mlm_probability) & can_mask
-    u = draw()  # one draw splits the chosen tokens 80 / 10 / 10
-    to_mask = chosen & (u < 0.8)
-    to_random = chosen & (u >= 0.8) & (u < 0.9)
-    random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator)
-    masked = input_ids.clone()
-    masked[to_mask] = mask_token_id
-    masked[to_random] = random_ids[to_random]
-    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, IGNORE))
-    return masked, labels
-
-
 # ------------------------------------------------------------------------ data
-def encode(texts, tokenizer, max_length=128) -> list[torch.Tensor]:
-    """Each text -> its ids ([CLS] ... [SEP], truncated), one 1-D tensor per text."""
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length)
-    return [torch.tensor(ids) for ids in enc["input_ids"]]
-
-
-def masked_batch(seqs, tokenizer, seeds, mlm_probability=0.15) -> dict:
-    """Mask each sequence with its own generator (seeded by `seeds`), then pad. Masks thus do
-    not depend on batch size or padding: batch 8 and 2 x 4 see the same masked tokens."""
-    pad = tokenizer.pad_token_id
-    n = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), n), pad, dtype=torch.long)
-    labels = torch.full((len(seqs), n), IGNORE, dtype=torch.long)
-    attn = torch.zeros((len(seqs), n), dtype=torch.long)
-    for i, (s, seed) in enumerate(zip(seqs, seeds)):
-        g = torch.Generator().manual_seed(int(seed))
-        m, lab = mask_tokens(s[None], None, tokenizer, generator=g, mlm_probability=mlm_probability)
-        ids[i, :len(s)], labels[i, :len(s)], attn[i, :len(s)] = m[0], lab[0], 1
-    return {"input_ids": ids, "attention_mask": attn, "labels": labels}
-
-
 def cfimdb_texts(split: str, n=None, seed=0, root=None) -> list[str]:
     return [e.text for e in data.subset(data.load("cfimdb", split, root), n, seed)]
 
@@ -125,10 +70,9 @@ def evaluate_mlm(model: BertForMLM, texts, tokenizer, *, batch_size=16, max_leng
 
 # ------------------------------------------------------------------------ training
 class MaskedTexts:
-    """The trainer's loader of masked text: epoch e takes the texts in a seeded order
-    (seed + e), masks each afresh (RoBERTa's dynamic masking) from seed/epoch/index, and
-    yields one list of `accumulation_steps` micro-batches per optimizer step, each carrying
-    "n_masked", the masked tokens of the whole step (a step with none is skipped)."""
+    """The trainer's loader: epoch e orders the texts by seed + e, masks each afresh (RoBERTa)
+    from seed/epoch/index, and yields a list of `accumulation_steps` micro-batches a step,
+    each with "n_masked", the step's masked tokens (a step with none is skipped)."""
 
     def __init__(self, seqs, tokenizer, batch_size=4, accumulation_steps=1, seed=0):
         self.seqs, self.tok, self.seed = seqs, tokenizer, seed
@@ -156,18 +100,17 @@ class MaskedTexts:
         return iter(self.steps)
 
 
-class StepLog:
-    """The trainer's callback: {step, epoch, loss} of every optimizer step; every
-    `every` steps handed to `callback` (e.g. a print)."""
+class StepLog(list):
+    """The trainer's callback: {step, epoch, loss} of every step, each 50th to `callback`."""
 
-    def __init__(self, callback=None, every=50):
-        self.history, self.callback, self.every = [], callback, every
+    def __init__(self, callback=None):
+        super().__init__()
+        self.callback = callback
 
     def on_step(self, trainer, task, loss):
-        self.history.append({"step": trainer.state.step, "epoch": trainer.state.epoch,
-                             "loss": loss})
-        if self.callback and trainer.state.step % self.every == 0:
-            self.callback(self.history[-1])
+        self.append({"step": trainer.state.step, "epoch": trainer.state.epoch, "loss": loss})
+        if self.callback and trainer.state.step % 50 == 0:
+            self.callback(self[-1])
 
 
 def train_mlm(model: BertForMLM, texts: MaskedTexts, optimizer, epochs=1, max_steps=None,
@@ -178,7 +121,7 @@ def train_mlm(model: BertForMLM, texts: MaskedTexts, optimizer, epochs=1, max_st
     config = TrainerConfig(mode="single", epochs=epochs, max_steps=max_steps,
                            log_conflict=False)
     Trainer(model, {"mlm": texts}, config, optimizer=optimizer, callbacks=[log]).fit()
-    return log.history
+    return list(log)
 
 
 # ------------------------------------------------------------------------ the run
@@ -211,14 +154,12 @@ def preset(name: str, **overrides) -> MLMConfig:
 def warm_up_head(model: BertForMLM, train_seqs, tok, c: MLMConfig, callback) -> list[dict]:
     """Train a fresh head alone (encoder frozen, so the tied decoder too) for
     c.head_warmup_steps steps, on its own order of the texts."""
-    for p in model.bert.parameters():
-        p.requires_grad_(False)
+    model.bert.requires_grad_(False)
     opt = AdamW(model.head_parameters(), lr=c.head_lr, weight_decay=c.weight_decay)
     epochs_needed = math.ceil(c.head_warmup_steps * c.batch_size / len(train_seqs))
     texts = MaskedTexts(train_seqs, tok, c.batch_size, seed=c.seed + 10_000)
     history = train_mlm(model, texts, opt, epochs_needed, c.head_warmup_steps, callback)
-    for p in model.bert.parameters():
-        p.requires_grad_(True)
+    model.bert.requires_grad_(True)
     return history
 
 
@@ -226,8 +167,7 @@ def train_all(model: BertForMLM, train_seqs, tok, c: MLMConfig, callback) -> lis
     """Encoder (lr) and head (head_lr) together; with c.freeze_encoder the head alone."""
     groups = [{"params": model.head_parameters(), "lr": c.head_lr}]
     if c.freeze_encoder:
-        for p in model.bert.parameters():
-            p.requires_grad_(False)
+        model.bert.requires_grad_(False)
     else:
         groups.insert(0, {"params": list(model.bert.parameters()), "lr": c.lr})
     opt = AdamW(groups, weight_decay=c.weight_decay)

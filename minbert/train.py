@@ -18,8 +18,8 @@ make the run resumable (checkpoints.Checkpointer), then writes the run folder:
   metrics.json   final dev metrics + the config (no times: same seed -> same file).
   dev-predictions-{task}.tsv (id, pred, gold); {sst,para,sts}-test-output.csv (CS224N).
 `resume=True` continues from checkpoint.pt: a run killed after epoch k and resumed ends with
-the same metrics and history (wall times aside) as one never killed.
-`torchrun --nproc-per-node N -m minbert.train ...`: N ranks, batch_size per rank (distributed.py).
+the same metrics and history (wall times aside) as one never killed. Under `torchrun
+--nproc-per-node N -m minbert.train ...`: N ranks, batch_size per rank (distributed.py).
 """
 from __future__ import annotations
 
@@ -49,8 +49,7 @@ DEFAULT_LR = {"frozen": 1e-3, "finetune": 5e-5}
 
 @dataclass
 class TrainConfig:
-    """The course baseline (benchmarks/README.md: tuned on held-out train for the bundled
-    MiniLM); RECIPES["seed"] is the seed report's."""
+    """Defaults: the course baseline (benchmarks/README.md); RECIPES["seed"]: the seed's."""
     mode: str = "multitask"              # single (one task) | multitask (round-robin) | pcgrad
     tasks: tuple = ()                    # () -> sst for mode single, all three otherwise
     encoder: str = "finetune"            # finetune (every weight trains) | frozen (heads only)
@@ -207,7 +206,6 @@ class Run:
         return metrics
 
     def write(self, out: Path, metrics: dict, preds: dict, predict_test: bool):
-        out.mkdir(parents=True, exist_ok=True)
         predictions.write_dev_predictions(out, preds)
         write_json(out / "metrics.json", metrics)
         if predict_test:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -288,9 +289,11 @@ def main(argv=None):
     a = parser.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    warnings.formatwarning = lambda msg, cat, *_, **__: f"{cat.__name__}: {msg}\n"  # one line
-    metrics = run(from_args(TrainConfig, a), a.out, resume=a.resume, progress=not a.no_progress,
-                  predict_test=a.predict_test, keep_optimizer=a.keep_optimizer)
+    with warnings.catch_warnings():  # a warning as one line, not followed by a source line
+        warnings.showwarning = lambda msg, cat, *_, **__: print(f"{cat.__name__}: {msg}",
+                                                                file=sys.stderr)
+        metrics = run(from_args(TrainConfig, a), a.out, resume=a.resume, predict_test=a.predict_test,
+                      progress=not a.no_progress, keep_optimizer=a.keep_optimizer)
     if strategy().is_main:
         print(format_metrics(metrics["dev"]))
         print(f"wrote {a.out}/: metrics.json, history.json, dev-predictions-*.tsv, checkpoint.pt")

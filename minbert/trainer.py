@@ -224,7 +224,7 @@ class Trainer:
         self.state.history.append(point)
         self.t_point = time.perf_counter()
         if self.progress and self.strategy.is_main:
-            print(describe(point), flush=True)
+            tqdm.write(describe(point))  # above the progress bar, not through it
         self.new_point()
         self.model.train()  # the callbacks evaluated in eval mode
 

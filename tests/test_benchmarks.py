@@ -31,6 +31,17 @@ def test_bench_pcgrad_smoke(capsys):
     assert "surgery ms" in capsys.readouterr().out
 
 
+def test_same_metrics_compare_passes_equal_files_and_fails_on_one_ulp(tmp_path, capsys):
+    mod = load("same_metrics")
+    a = {"meta": {}, "runs": {"r": {"dev": {"sts": {"pearson": 0.5}}, "steps": 3}}}
+    b = {"meta": {}, "runs": {"r": {"dev": {"sts": {"pearson": 0.5000000000000001}}, "steps": 3}}}
+    for name, d in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(__import__("json").dumps(d))
+    assert mod.compare(str(tmp_path / "a.json"), str(tmp_path / "a.json")) == 0
+    assert mod.compare(str(tmp_path / "a.json"), str(tmp_path / "b.json")) == 1
+    assert "DIFF" in capsys.readouterr().out
+
+
 def test_bench_notebooks_lists_every_notebook(monkeypatch, capsys):
     mod = load("bench_notebooks")
     seen = []

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 import dataclasses
 from dataclasses import asdict
 
@@ -14,7 +15,7 @@ import torch
 import transformers
 
 import minbert.train as T
-from minbert import predictions
+from minbert import data, predictions
 from minbert.heads import MultitaskBERT
 from minbert.optimizer import AdamW
 from minbert.trainer import Trainer
@@ -87,6 +88,53 @@ def test_cli_builds_the_config_from_fields(monkeypatch):
     assert (c.tasks, c.epochs, c.lr, c.n_train, c.log_conflict, c.init_from) == (
         ("sts",), 3, 2e-5, 50, False, "some/folder")
     assert seen["out"] == "runs/x" and seen["resume"] is True
+    T.main(["--out", "runs/y", "--recipe", "seed", "--batch-size", "16", "--head-lr", "none"])
+    c = seen["c"]  # the seed's settings (report.txt: batch 8, dropout 0.3, lr 1e-5, the pooler,
+    # joint pairs) under the options given
+    assert (c.batch_size, c.head_dropout, c.lr, c.head_lr, c.pooling, c.pair_mode, c.schedule,
+            c.lr_decay) == (16, 0.3, 1e-5, None, "pooler", "joint", "shortest", "constant")
+
+
+def test_cli_help_gives_every_option_a_line_and_its_default_and_prints_a_table(
+        monkeypatch, capsys):
+    parser = T.build_parser()
+    for action in parser._actions:
+        if action.dest != "help":
+            assert action.help and action.help.strip(), action.dest
+    text = parser.format_help()
+    assert text.count("(default:") == len(parser._actions) - 1  # every option but --help
+    for flag, choices in (("--pooling", "{pooler,mean}"), ("--pair-mode", "{joint,separate}"),
+                          ("--sts-loss", "{mse,cosine_mse,cosine_embedding}"),
+                          ("--pcgrad-reduction", "{sum,mean}")):
+        assert f"{flag} {choices}" in text, flag
+
+    def fake_run(c, out, **kw):
+        warnings.warn("data.csv: skipped 1 row", data.DataWarning)
+        return {"dev": {"sst": {"acc": 0.412345678}, "sts": {"pearson": 0.87}}}
+    monkeypatch.setattr(T, "run", fake_run)
+    T.main(["--out", "runs/z"])
+    out, err = capsys.readouterr()
+    assert out.splitlines()[:3] == ["task   metric       dev", "sst    acc       0.4123",
+                                    "sts    pearson   0.8700"]
+    assert err.strip() == "DataWarning: data.csv: skipped 1 row"  # one line, no source line
+
+
+def test_a_finished_run_keeps_its_weights_not_the_optimizer(tiny, data_root, tmp_path):
+    c = cfg(tiny, data_root, epochs=1, tasks=("sts",))
+    T.run(c, tmp_path / "lean", progress=False)
+    T.run(c, tmp_path / "kept", progress=False, keep_optimizer=True)
+    lean = torch.load(tmp_path / "lean/checkpoint.pt", weights_only=True)
+    kept = torch.load(tmp_path / "kept/checkpoint.pt", weights_only=True)
+    assert "optimizer" not in lean and "optimizer" in kept
+    for k, v in lean["model"].items():
+        assert torch.equal(v, kept["model"][k]), k
+    assert (tmp_path / "lean/checkpoint.pt").stat().st_size < 0.5 * (
+        tmp_path / "kept/checkpoint.pt").stat().st_size
+    longer = dataclasses.replace(c, epochs=2)
+    with pytest.raises(ValueError, match="keep-optimizer"):
+        T.run(longer, tmp_path / "lean", resume=True, progress=False)
+    T.run(longer, tmp_path / "kept", resume=True, progress=False)  # continues
+    assert [e["epoch"] for e in read(tmp_path / "kept/history.json")] == [1, 2]
 
 
 # --- runs -------------------------------------------------------------------------------

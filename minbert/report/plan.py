@@ -8,13 +8,10 @@ as many tokens). Training makes (rounds x batch x passes per example) of them; s
 sets at every curve point (and encoding every example once for a frozen row) costs a third of a
 pass each (forward only). Each optimizer step adds a fixed cost (AdamW over every weight, and a
 small batch uses the cores less well), which is why batch-8 row 14 takes twice row 2's time for
-the same passes. PASS and STEP (1 thread) are a least-squares fit to nine committed
-`results/cpu` JSONs of one sitting (rows 2, 4, 8, 9, 10-14; 157-188 GFLOP/s, load 0.6-3):
-within 15 % of each, row 14 43.3 min against 43.7 measured (23.5 without the step term). The
-2-thread values are scaled by row 6's one 2-thread run (0.010 against 0.018 s a pass), an
-assumption. The machine varies up to 4x, so the estimate is a plan; the wall times in the result
-JSONs (with each machine's measured matmul rate) are the facts, and `--results` prints them
-beside it.
+the same passes. PASS and STEP are a least-squares fit to committed `results/cpu` JSONs (how,
+and how well: benchmarks/README.md, "The cost model"). The machine varies up to 4x, so the
+estimate is a plan; the wall times in the result JSONs (with each machine's measured matmul
+rate) are the facts, and `--results` prints them beside it.
 """
 from __future__ import annotations
 

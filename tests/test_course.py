@@ -13,6 +13,7 @@ import pytest
 
 from minbert import course
 from minbert.course import guard
+from minbert.course.notebooks import secret_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "course" / "notebooks"
@@ -474,8 +475,8 @@ def test_release_is_a_complete_world_readable_student_folder(tmp_path):
     for nb in course.numbered_notebooks(source):
         for c in load(nb)["cells"]:
             tags = c["metadata"].get("tags", [])
-            hidden |= guard.secret_lines(c["source"]) if "check" in tags else set()
-            solution |= guard.secret_lines(c["source"]) if "exercise" in tags else set()
+            hidden |= secret_lines(c["source"]) if "check" in tags else set()
+            solution |= secret_lines(c["source"]) if "exercise" in tags else set()
             visible += course.student_source(c) + "\n"
     solution = {s for s in solution if s not in visible}  # e.g. `loss.backward()` in a hint
     assert hidden and solution

@@ -13,10 +13,13 @@ beside its results, so the command line, the notebook call and the saved file sa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import re
+import sys
 import typing
+import warnings
 
 
 def check_choice(name: str, value, choices):
@@ -61,6 +64,16 @@ def _or_none(typ):
         return None if text.lower() == "none" else typ(text)
     parse.__name__ = typ.__name__  # argparse names the type in its errors
     return parse
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Warnings as one line on stderr ("DataWarning: ..."), without the line of package source
+    Python prints under each: what a command-line user needs, not where it was raised."""
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda msg, cat, *_, **__: print(f"{cat.__name__}: {msg}",
+                                                                file=sys.stderr)
+        yield
 
 
 def from_args(cls, namespace):

@@ -3,7 +3,7 @@ ships them, read into `Example`s and batched for BERT (notebook 03_heads; used b
 
     from minbert.data import load, make_loader
     train = load("sst", "train")                      # list[Example]
-    loader = make_loader(train, tokenizer, 32, shuffle=True, seed=0)
+    loader = make_loader(train, tokenizer, 32, shuffle=True, seed=0)  # from minbert/batching.py
 
 Where the files are: `data_dir()` looks at its argument, then $MINBERT_DATA, then the
 repository's `data/` folder. `python -m minbert.data fetch` downloads them (internet needed);
@@ -28,9 +28,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader, Sampler
-
+from .batching import PAIR_MODES, EpochSampler, make_loader  # noqa: F401 (data.make_loader)
 from .config import check_choice
 from .env import DATA_ENV
 from .files import atomic_file
@@ -45,7 +43,6 @@ PREFIX = {"sst": "ids-sst", "quora": "quora", "sts": "sts", "cfimdb": "ids-cfimd
 # (task, split) -> file name in the CS224N distribution, e.g. ids-sst-test-student.csv
 FILES = {(t, s): f"{PREFIX[t]}-{'test-student' if s == 'test' else s}.csv"
          for t in DATASETS for s in SPLITS}
-PAIR_MODES = ("joint", "separate")  # how make_loader encodes a pair (see heads.py)
 TEXT_COLUMNS = {"sst": ("sentence",), "cfimdb": ("sentence",),
                 "quora": ("sentence1", "sentence2"), "sts": ("sentence1", "sentence2")}
 LABEL_COLUMN = {"sst": "sentiment", "cfimdb": "sentiment", "quora": "is_duplicate",
@@ -109,10 +106,15 @@ def parse_label(task: str, raw: str, where: str):
     return int(x)
 
 
-def column_index(path, header: list, task: str, labelled: bool) -> dict:
+def column_index(path, header: list | None, task: str, labelled: bool) -> dict:
     """{column name: position} of the columns `task` needs, or a DataError naming the file,
-    line 1, the columns missing and a hint (wrong separator, an unlabelled file)."""
+    line 1, the columns missing and a hint (wrong separator, an unlabelled file). A header
+    of None is an empty file."""
     wanted = ("id",) + TEXT_COLUMNS[task] + ((LABEL_COLUMN[task],) if labelled else ())
+    if header is None:
+        raise DataError(f"{path}:1: empty file; expected a tab-separated header "
+                        f"naming {', '.join(wanted)}")
+    header = [h.strip() for h in header]
     missing = [c for c in wanted if c not in header]
     if missing:
         hint = ""
@@ -126,6 +128,21 @@ def column_index(path, header: list, task: str, labelled: bool) -> dict:
     return {c: header.index(c) for c in wanted}
 
 
+def read_row(task: str, row: list, col: dict, labelled: bool, where: str):
+    """One data row -> (id, Example), or (id, None) when the skip rule drops it (an empty
+    sentence or label); a DataError for an empty id or a bad label."""
+    ex_id = row[col["id"]].strip()
+    texts = [row[col[c]].strip() for c in TEXT_COLUMNS[task]]
+    raw = row[col[LABEL_COLUMN[task]]].strip() if labelled else None
+    if not ex_id:
+        raise DataError(f"{where}: expected an id in column 'id', found an empty field")
+    if not all(texts) or raw == "":
+        return ex_id, None
+    label = parse_label(task, raw, where) if labelled else None
+    text2 = texts[1] if len(texts) > 1 else None
+    return ex_id, Example(ex_id, texts[0], text2, label)
+
+
 def read_file(task: str, path, labelled: bool = True) -> list[Example]:
     """Read one CSV of `task` into Examples, in file order. `labelled=False` for the
     *-test-student files, which have no label column."""
@@ -133,35 +150,24 @@ def read_file(task: str, path, labelled: bool = True) -> list[Example]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found; {FETCH_HINT}")
-    wanted = ("id",) + TEXT_COLUMNS[task] + ((LABEL_COLUMN[task],) if labelled else ())
     examples, skipped = [], []
     try:
         with open(path, encoding="utf-8", newline="") as f:
             reader = csv.reader(f, delimiter="\t")
             header = next(reader, None)
-            if header is None:
-                raise DataError(f"{path}:1: empty file; expected a tab-separated header "
-                                f"naming {', '.join(wanted)}")
-            col = column_index(path, [h.strip() for h in header], task, labelled)
+            col = column_index(path, header, task, labelled)
             for row in reader:
                 line = reader.line_num  # 1-based, header = 1; the line the row ends on
                 if not row:
                     continue  # a blank line is not a row (pandas skips them too)
-                where = f"{path}:{line}"
                 if len(row) != len(header):
-                    raise DataError(f"{where}: expected {len(header)} tab-separated fields as in "
-                                    f"the header, found {len(row)}")
-                ex_id = row[col["id"]].strip()
-                texts = [row[col[c]].strip() for c in TEXT_COLUMNS[task]]
-                raw = row[col[LABEL_COLUMN[task]]].strip() if labelled else None
-                if not ex_id:
-                    raise DataError(f"{where}: expected an id in column 'id', found an empty field")
-                if not all(texts) or raw == "":
+                    raise DataError(f"{path}:{line}: expected {len(header)} tab-separated fields "
+                                    f"as in the header, found {len(row)}")
+                ex_id, example = read_row(task, row, col, labelled, f"{path}:{line}")
+                if example is None:
                     skipped.append((line, ex_id))  # the skip rule: say so below, never silently
-                    continue
-                label = parse_label(task, raw, where) if labelled else None
-                text2 = texts[1] if len(texts) > 1 else None
-                examples.append(Example(ex_id, texts[0], text2, label))
+                else:
+                    examples.append(example)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: expected UTF-8 text, found undecodable bytes ({e})") from None
     except csv.Error as e:
@@ -201,70 +207,6 @@ def subset(examples, n, seed=0) -> list[Example]:
         raise ValueError(f"n must be >= 0 or None, got {n}")
     keep = sorted(random.Random(seed).sample(range(len(examples)), n))
     return [examples[i] for i in keep]
-
-
-# ---------------------------------------------------------------- batching
-
-class EpochSampler(Sampler[int]):
-    """File order, or a permutation from torch.Generator seeded with seed + epoch. Each pass
-    uses the current epoch and then advances it (three passes, three reproducible orders);
-    `set_epoch(e)` before a pass gives exactly the order an uninterrupted run saw in epoch e."""
-
-    def __init__(self, n: int, shuffle: bool, seed: int):
-        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
-
-    def set_epoch(self, epoch: int):
-        self.epoch = epoch
-
-    def __len__(self):
-        return self.n
-
-    def __iter__(self):
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        if not self.shuffle:
-            return iter(range(self.n))
-        g = torch.Generator().manual_seed(self.seed + epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-
-def make_loader(examples, tokenizer, batch_size, *, shuffle=False, seed=0, max_length=128,
-                pair_mode="joint") -> DataLoader:
-    """A DataLoader of dict batches (keys below; docs/design.md). Tokenisation happens per batch
-    in collate, padded to the longest sequence in the batch and truncated to max_length.
-    Pairs: pair_mode="joint" encodes [CLS] a [SEP] b [SEP] (token_type_ids 0 then 1);
-    "separate" encodes each sentence alone (keys *_1 and *_2, for Sentence-BERT style).
-    labels: long for single sentences (SST, CFIMDB), float for pairs (Quora 0./1. for BCE,
-    STS 0..5); absent when the examples have no labels. Order: see EpochSampler."""
-    examples = list(examples)
-    if not examples:
-        raise ValueError("make_loader: expected at least one example, got none")
-    check_choice("pair_mode", pair_mode, PAIR_MODES)
-    is_pair = examples[0].text2 is not None
-    labelled = examples[0].label is not None
-    if any((e.text2 is not None) != is_pair or (e.label is not None) != labelled for e in examples):
-        raise ValueError("make_loader: mix of pair and single-sentence, or labelled and "
-                         "unlabelled examples; build one loader per task and split")
-    label_dtype = torch.float if is_pair else torch.long
-
-    def encode(a, b=None, suffix=""):  # suffix: "_1" / "_2" for separately encoded pairs
-        enc = tokenizer(a, b, padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt", return_token_type_ids=True, return_attention_mask=True)
-        return {k + suffix: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
-
-    def collate(batch):
-        out = {"ids": [e.id for e in batch]}
-        texts = [e.text for e in batch]
-        if is_pair and pair_mode == "separate":
-            out |= encode(texts, suffix="_1") | encode([e.text2 for e in batch], suffix="_2")
-        else:
-            out |= encode(texts, [e.text2 for e in batch] if is_pair else None)
-        if labelled:
-            out["labels"] = torch.tensor([e.label for e in batch], dtype=label_dtype)
-        return out
-
-    sampler = EpochSampler(len(examples), shuffle, seed)
-    return DataLoader(examples, batch_size=batch_size, sampler=sampler,
-                      collate_fn=collate, num_workers=0)
 
 
 # ---------------------------------------------------------------- command line

@@ -15,7 +15,13 @@ its plain gradient.
 
 Reduction: the paper sums the projected rows, so with no conflict PCGrad is exactly the
 summed multitask loss; `reduction="mean"` divides the encoder's step by T, as the
-Pytorch-PCGrad code the seed project used does (notebook 05 tells the story). Only shared parameters are projected: the heads keep their own task's gradient.
+Pytorch-PCGrad code the seed project used does (notebook 05 tells the story).
+
+`pcgrad_backward` makes one backward per task: the shared gradients of task t are copied
+into row t of a flat (T, P) matrix, the rows are projected, reduced and written into the
+shared parameters' .grad (added to a gradient already there, so accumulation over
+micro-batches works). Every other parameter (the heads) keeps the plain gradient of the
+ordinary backward, i.e. only its own task's.
 
 Implementation: every test and coefficient of the algorithm is a dot product of the
 original rows, so the loop runs on the T x T Gram matrix G G^T (float64) and yields
@@ -195,13 +201,8 @@ class GradientBuffer:
 def pcgrad_backward(losses, shared_params, reduction: str = "sum", generator=None,
                     retain_graph: bool = False, buffer: GradientBuffer | None = None,
                     reduce_rows=None) -> dict:
-    """Backward for a list of task losses with PCGrad on `shared_params`.
-
-    One backward per task: the shared gradients of task t are copied into row t of a flat
-    (T, P) matrix, the rows are projected, reduced ("sum", the paper; "mean", the seed's
-    code) and written into the shared parameters' .grad (added to a gradient already there,
-    so accumulation over micro-batches works). Every other parameter (the heads) keeps the
-    plain gradient of the ordinary backward, i.e. only its own task's.
+    """Backward for a list of task losses with PCGrad on `shared_params` (how: the module
+    docstring); reduction "sum" (the paper) or "mean" (the seed's code).
     retain_graph: pass True when the losses share part of one graph (one forward feeding
     every head); the training loop makes one forward per task, so each backward frees its own.
     buffer: where the rows live (allocated afresh when None). The shared .grad become views
@@ -234,14 +235,20 @@ def pcgrad_backward(losses, shared_params, reduction: str = "sum", generator=Non
 
     out = rows[T] if all(g is None for g in prior) else None
     merged, stats = merge(rows[:T], reduction, generator, out=out)
-    off = 0
-    with torch.no_grad():
-        for p, g0 in zip(params, prior):
-            n = p.numel()
-            g = merged[off:off + n].view_as(p)
-            p.grad = g if g0 is None else g0.add_(g)
-            off += n
+    _set_grads(params, prior, merged)
     return stats
+
+
+@torch.no_grad()
+def _set_grads(params, prior, merged: Tensor):
+    """Each p.grad <- its slice of the flat `merged` (P,): a view of it, or added in place to
+    the gradient `prior` held for p (the inverse of `flatten_grads`)."""
+    off = 0
+    for p, g0 in zip(params, prior):
+        n = p.numel()
+        g = merged[off:off + n].view_as(p)
+        p.grad = g if g0 is None else g0.add_(g)
+        off += n
 
 
 class ConflictLog:

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -35,7 +33,7 @@ import torch
 
 from . import data, predictions
 from .checkpoints import Checkpointer, seed_everything
-from .config import add_fields, check_choice, from_args
+from .config import add_fields, check_choice, from_args, one_line_warnings
 from .distributed import strategy
 from .files import write_json
 from .frozen import FeatureCache
@@ -289,9 +287,7 @@ def main(argv=None):
     a = parser.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    with warnings.catch_warnings():  # a warning as one line, not followed by a source line
-        warnings.showwarning = lambda msg, cat, *_, **__: print(f"{cat.__name__}: {msg}",
-                                                                file=sys.stderr)
+    with one_line_warnings():
         metrics = run(from_args(TrainConfig, a), a.out, resume=a.resume, predict_test=a.predict_test,
                       progress=not a.no_progress, keep_optimizer=a.keep_optimizer)
     if strategy().is_main:

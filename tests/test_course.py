@@ -13,6 +13,7 @@ import pytest
 
 from minbert import course
 from minbert.course import guard
+from minbert.course.notebooks import secret_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "course" / "notebooks"
@@ -285,7 +286,8 @@ def test_broken_submissions_never_crash_the_grader(released, tmp_path):
     """An endless loop is cut by the cell timeout and the rest still runs; a syntax error, a
     missing file and invalid JSON score 0 with a reason; mangled cells become warnings."""
     subs = make_broken(released, tmp_path)
-    rows = course.grade(subs, tmp_path / "grades.csv", FIXTURES, workers=2, cell_timeout=3)
+    rows = course.grade(subs, tmp_path / "grades.csv", FIXTURES,
+                        options=course.GradeOptions(workers=2, cell_timeout=3))
     assert (tmp_path / "grades.csv").read_text() == BROKEN_CSV
     assert len(rows) == 16
     assert "timeout" in (tmp_path / "feedback" / "dan.md").read_text()
@@ -297,7 +299,7 @@ def test_notebook_time_limit_and_dead_kernel(released, tmp_path):
     cell(slow, "ex-add")["source"] = "def add(a, b):\n    while True:\n        pass"
     save(slow, tmp_path / "slow.ipynb")
     rows = course.grade_notebook("hal", FIXTURES / "01_sum.ipynb", tmp_path / "slow.ipynb",
-                                 cell_timeout=30, notebook_timeout=2)
+                                 course.GradeOptions(cell_timeout=30, notebook_timeout=2))
     assert [(r["outcome"], r["reason"]) for r in rows] == [
         ("timeout", "stopped by the notebook time limit (2 s)"),
         ("not-run", "notebook time limit (2 s) reached")]
@@ -307,7 +309,7 @@ def test_notebook_time_limit_and_dead_kernel(released, tmp_path):
     save(deaf, tmp_path / "deaf.ipynb")
     t = time.monotonic()
     rows = course.grade_notebook("hal", FIXTURES / "01_sum.ipynb", tmp_path / "deaf.ipynb",
-                                 cell_timeout=2, notebook_timeout=60)
+                                 course.GradeOptions(cell_timeout=2, notebook_timeout=60))
     assert [(r["outcome"], r["reason"]) for r in rows] == [
         ("timeout", "stopped by the cell time limit (2 s)"),
         ("not-run", "the kernel did not recover from a timeout")]
@@ -336,8 +338,8 @@ def test_real_notebooks_solutions_full_marks_release_zero(tmp_path, data_root):
         rel, inst = load(tmp_path / "release" / nb.name), load(nb)
         save(solved(rel, inst), tmp_path / "subs" / "solution" / nb.name)
         save(rel, tmp_path / "subs" / "released" / nb.name)
-    rows = course.grade(tmp_path / "subs", tmp_path / "grades.csv", ROOT / "notebooks", workers=2,
-                        cell_timeout=300, notebook_timeout=600)
+    rows = course.grade(tmp_path / "subs", tmp_path / "grades.csv", ROOT / "notebooks",
+                        options=course.GradeOptions(workers=2, cell_timeout=300))
     bad = [(r["notebook"], r["check"], r["outcome"], r["reason"], r["warnings"]) for r in rows
            if r["student"] == "solution" and r["outcome"] != "pass"]
     assert not bad, bad
@@ -374,7 +376,7 @@ def test_real_class_of_three_sequential_equals_parallel(tmp_path, data_root):
     for n in (0, 2):
         t = time.monotonic()
         course.grade(tmp_path / "subs", tmp_path / f"n{n}" / "grades.csv", ROOT / "notebooks",
-                     workers=n)
+                     options=course.GradeOptions(workers=n))
         took[n] = time.monotonic() - t
     print(f"class of three on 01, 02: -n 0 {took[0]:.0f} s, -n 2 {took[2]:.0f} s")
     assert (tmp_path / "n0" / "grades.csv").read_bytes() == (tmp_path / "n2" / "grades.csv").read_bytes()
@@ -474,8 +476,8 @@ def test_release_is_a_complete_world_readable_student_folder(tmp_path):
     for nb in course.numbered_notebooks(source):
         for c in load(nb)["cells"]:
             tags = c["metadata"].get("tags", [])
-            hidden |= guard.secret_lines(c["source"]) if "check" in tags else set()
-            solution |= guard.secret_lines(c["source"]) if "exercise" in tags else set()
+            hidden |= secret_lines(c["source"]) if "check" in tags else set()
+            solution |= secret_lines(c["source"]) if "exercise" in tags else set()
             visible += course.student_source(c) + "\n"
     solution = {s for s in solution if s not in visible}  # e.g. `loss.backward()` in a hint
     assert hidden and solution

@@ -151,10 +151,10 @@ def attack_class(tmp_path_factory):
         honest = root / "honest"
         for s in HONEST:
             shutil.copytree(subs / s, honest / s)
-        base = course.grade(honest, root / "base" / "grades.csv", inst_dir, workers=0,
-                            cell_timeout=60, limits={"memory": 2048})
-        rows = course.grade(subs, root / "out" / "grades.csv", inst_dir, workers=2,
-                            cell_timeout=60, limits={"memory": 2048})
+        base = course.grade(honest, root / "base" / "grades.csv", inst_dir, options=course.GradeOptions(
+            workers=0, cell_timeout=60, limits={"memory": 2048}))
+        rows = course.grade(subs, root / "out" / "grades.csv", inst_dir, options=course.GradeOptions(
+            workers=2, cell_timeout=60, limits={"memory": 2048}))
     finally:
         del os.environ["MINBERT_TEST_SECRET"]
         planted.unlink()
@@ -247,8 +247,8 @@ def test_leaked_solution_text_is_withheld(attack_class):
 def test_strict_scores_flagged_checks_zero(attack_class, tmp_path):
     root = attack_class["root"]
     rows = course.grade_notebook("a09_patch_helper", attack_class["inst"] / NAME,
-                                 root / "subs" / "a09_patch_helper" / NAME, cell_timeout=60,
-                                 strict=True)
+                                 root / "subs" / "a09_patch_helper" / NAME,
+                                 course.GradeOptions(cell_timeout=60, strict=True))
     assert [(r["outcome"], r["score"]) for r in rows] == [("flagged", "0"), ("flagged", "0")]
     assert rows[1]["reason"].startswith("--strict: exercise ex-attention line ")
 

@@ -117,12 +117,13 @@ def _hf_layer(hidden, heads, intermediate, eps, dropout, gen):
 
 
 @verdict
-def check_bert_layer(fn, *, batch=2, seq=6, hidden=32, num_heads=4, intermediate=64,
-                     eps=1e-12, dropout_p=0.0, seed=0):
-    """fn(hidden_states, mask, params, num_heads, eps, dropout_p) -> (batch, seq, hidden).
-    Oracle: transformers' BertLayer holding the same weights (`params` is its
-    named_parameters(), HF names). With dropout_p > 0 both run in training mode from
-    the same seed, so they draw the same dropout masks."""
+def check_bert_layer(fn, *, shape=(2, 6, 32), num_heads=4, intermediate=64, eps=1e-12,
+                     dropout_p=0.0, seed=0):
+    """fn(hidden_states, mask, params, num_heads, eps, dropout_p) -> (batch, seq, hidden),
+    hidden_states of `shape` (batch, seq, hidden). Oracle: transformers' BertLayer holding
+    the same weights (`params` is its named_parameters(), HF names). With dropout_p > 0 both
+    run in training mode from the same seed, so they draw the same dropout masks."""
+    batch, seq, hidden = shape
     gen = _generator(seed)
     layer = _hf_layer(hidden, num_heads, intermediate, eps, dropout_p, gen)
     layer.train(dropout_p > 0)

@@ -14,13 +14,13 @@ guard (flags, fresh imports, clean reasons), sandbox (the kernel launcher), nbva
 engine (one nbval run), grading, reports, checking, cli.
 """
 from .cli import main
-from .grading import assemble, grade, grade_notebook
+from .grading import GradeOptions, assemble, grade, grade_notebook
 from .notebooks import (HIDDEN, MARKERS, SOLUTION, dumps_notebook, numbered_notebooks,
                         read_notebook)
 from .releasing import release, release_notebook, student_source
 from .reports import feedback, gradebook, gradescope, to_csv, totals_table
 
-__all__ = ["HIDDEN", "MARKERS", "SOLUTION", "assemble", "dumps_notebook", "feedback", "grade",
-           "grade_notebook", "gradebook", "gradescope", "main", "numbered_notebooks",
-           "read_notebook", "release", "release_notebook", "student_source", "to_csv",
-           "totals_table"]
+__all__ = ["GradeOptions", "HIDDEN", "MARKERS", "SOLUTION", "assemble", "dumps_notebook",
+           "feedback", "grade", "grade_notebook", "gradebook", "gradescope", "main",
+           "numbered_notebooks", "read_notebook", "release", "release_notebook",
+           "student_source", "to_csv", "totals_table"]

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from .checking import check
-from .grading import grade
+from .grading import GradeOptions, grade
 from .releasing import release
 from .reports import totals_table
 
@@ -54,10 +54,12 @@ def main(argv=None) -> int:
         elif a.cmd == "check":
             return check(a.notebook, a.cell_timeout)
         else:
-            rows = grade(a.submissions, a.out, a.notebooks, a.n, a.cell_timeout,
-                         a.notebook_timeout, only=a.only, strict=a.strict,
-                         progress=lambda line: print(f"graded {line}", file=sys.stderr, flush=True),
-                         limits={"memory": a.memory}, sandbox=False if a.no_sandbox else None)
+            options = GradeOptions(
+                workers=a.n, cell_timeout=a.cell_timeout, notebook_timeout=a.notebook_timeout,
+                strict=a.strict, sandbox=False if a.no_sandbox else None,
+                limits={"memory": a.memory},
+                progress=lambda line: print(f"graded {line}", file=sys.stderr, flush=True))
+            rows = grade(a.submissions, a.out, a.notebooks, a.only, options)
             print(totals_table(rows))
             print(f"wrote {a.out}, gradebook.csv, feedback/ and gradescope/ in {a.out.parent}")
     except (ValueError, FileNotFoundError) as e:

@@ -6,7 +6,9 @@ and no submission stops the class from being graded.
 """
 import copy
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from minbert import files
 
@@ -143,34 +145,47 @@ class Graded:
         return self.rows
 
 
-def grade_notebook(student: str, inst_path, student_path, cell_timeout: float = 120,
-                   notebook_timeout: float = 600, strict: bool = False, **run) -> list[dict]:
+@dataclass(frozen=True)
+class GradeOptions:
+    """How the notebooks are run and scored; the command line's flags (cli.py).
+    workers: parallel kernels (pytest-xdist; 0: one at a time); strict: a flagged notebook's
+    checks score 0; sandbox: bubblewrap on (None: when it is installed); limits: overrides of
+    engine.DEFAULT_LIMITS (e.g. {"memory": MB}); progress(line): one line per notebook."""
+    workers: int = 0
+    cell_timeout: float = 120
+    notebook_timeout: float = 600
+    strict: bool = False
+    sandbox: bool | None = None
+    limits: dict | None = None
+    progress: Callable[[str], None] | None = None
+
+
+def grade_notebook(student: str, inst_path, student_path,
+                   options: GradeOptions = GradeOptions()) -> list[dict]:
     """One row per instructor check cell (notebook order), its `warnings` a list.
     Never raises on a bad submission."""
-    g = Graded(student, inst_path, student_path)
-    return run_all([g], cell_timeout=cell_timeout, notebook_timeout=notebook_timeout,
-                   strict=strict, **run)[0]
+    return run_all([Graded(student, inst_path, student_path)], options)[0]
 
 
-def run_all(graded: list, workers: int = 0, cell_timeout: float = 120,
-            notebook_timeout: float = 600, strict: bool = False, sandbox: bool | None = None,
-            limits: dict | None = None, progress=None) -> list[list[dict]]:
+def run_all(graded: list, options: GradeOptions = GradeOptions()) -> list[list[dict]]:
     """Run the notebooks of every `Graded` through nbval (one pytest run) and score them."""
     todo = [g for g in graded if g.job is not None]
+    sandbox = options.sandbox
     if sandbox is None:
         sandbox = bwrap() is not None
         if not sandbox and todo:
             print("WARNING: bubblewrap (bwrap) not found: the SANDBOX IS OFF; student code "
                   "runs with resource limits only (apt-get install bubblewrap)", file=sys.stderr)
     try:
-        ran = run_jobs([g.job for g in todo], workers, cell_timeout, notebook_timeout, limits,
-                       sandbox, progress) if todo else []
+        ran = run_jobs([g.job for g in todo], options.workers, options.cell_timeout,
+                       options.notebook_timeout, options.limits, sandbox,
+                       options.progress) if todo else []
     except Exception as e:  # the grader must finish the class whatever one notebook does
         for g in todo:
             fill_all(g.rows, "error", f"grader error: {type(e).__name__}: {str(e)[:200]}")
         return [g.rows for g in graded]
     for g, res in zip(todo, ran):
-        g.score(res, strict)
+        g.score(res, options.strict)
     return [g.rows for g in graded]
 
 
@@ -235,9 +250,8 @@ def pick_notebooks(notebooks_dir, only=None) -> list[Path]:
     return chosen
 
 
-def grade(submissions, out_csv, notebooks_dir="notebooks", workers: int = 0,
-          cell_timeout: float = 120, notebook_timeout: float = 600, only=None,
-          strict: bool = False, progress=None, **run) -> list[dict]:
+def grade(submissions, out_csv, notebooks_dir="notebooks", only=None,
+          options: GradeOptions = GradeOptions()) -> list[dict]:
     """Grade every student folder in `submissions` against the numbered instructor notebooks
     (or those in `only`); write grades.csv, feedback/<student>.md, gradebook.csv and
     gradescope/<student>/results.json next to it."""
@@ -250,8 +264,6 @@ def grade(submissions, out_csv, notebooks_dir="notebooks", workers: int = 0,
     hide = [Path(submissions).resolve(), out_csv.resolve().parent]
     graded = [Graded(s, nb.resolve(), Path(submissions, s, nb.name), hide)
               for s in students for nb in notebooks]
-    results = run_all(graded, workers, cell_timeout, notebook_timeout, strict,
-                      progress=progress, **run)
-    rows = [r for res in results for r in res]
+    rows = [r for res in run_all(graded, options) for r in res]
     reports.write_all(out_csv, rows, students)
     return rows

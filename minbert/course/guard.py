@@ -16,7 +16,7 @@ Three things, all read from the code as an AST (never as text, so a spelling tri
 """
 import ast
 
-from .notebooks import HIDDEN, SOLUTION, kind
+from .notebooks import HIDDEN, SOLUTION, kind, secret_lines
 
 REACH = {"builtins", "sys", "gc", "inspect", "importlib", "ctypes", "IPython", "ipykernel",
          "jupyter_client", "zmq", "traitlets", "__main__", "types", "code", "codeop", "runpy",
@@ -39,7 +39,6 @@ PACKAGE = "minbert"
 FORCE_RAISE = '__import__("os").environ["MINBERT_CHECKS"] = "raise"'
 
 REASON_CHARS = 200
-SECRET_MIN = 8  # shorter solution lines (`pass`, `return x`) are too common to withhold
 
 
 def parse(source: str):
@@ -143,20 +142,6 @@ def import_stmt(node, a) -> tuple[str, str]:
     if isinstance(node, ast.ImportFrom):
         return a.asname or a.name, f"from {'.' * node.level}{node.module or ''} import {a.name}{as_}"
     return (a.asname or a.name).split(".")[0], f"import {a.name}{as_}"
-
-
-def secret_lines(source: str) -> set:
-    """The stripped lines inside solution and hidden-check blocks."""
-    out, inside = set(), False
-    for line in source.splitlines():
-        s = line.strip()
-        if s in (SOLUTION[0], HIDDEN[0]):
-            inside = True
-        elif s in (SOLUTION[1], HIDDEN[1]):
-            inside = False
-        elif inside and len(s) >= SECRET_MIN:
-            out.add(s)
-    return out
 
 
 def clean_reason(reason: str, secrets: set) -> str:

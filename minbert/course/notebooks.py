@@ -12,6 +12,7 @@ from pathlib import Path
 SOLUTION = ("### BEGIN SOLUTION", "### END SOLUTION")
 HIDDEN = ("### BEGIN HIDDEN CHECKS", "### END HIDDEN CHECKS")
 MARKERS = SOLUTION + HIDDEN
+SECRET_MIN = 8  # shorter solution lines (`pass`, `return x`) are too common to withhold
 
 
 def numbered_notebooks(folder) -> list[Path]:
@@ -75,3 +76,18 @@ def points(cell: dict) -> float:
 def fmt(x: float) -> str:
     """Points and seconds as people write them: 2, 0.5, 120."""
     return f"{x:g}"
+
+
+def secret_lines(source: str) -> set:
+    """The stripped lines inside solution and hidden-check blocks (what the grader never quotes
+    back, guard.clean_reason), short ones left out."""
+    out, inside = set(), False
+    for line in source.splitlines():
+        s = line.strip()
+        if s in (SOLUTION[0], HIDDEN[0]):
+            inside = True
+        elif s in (SOLUTION[1], HIDDEN[1]):
+            inside = False
+        elif inside and len(s) >= SECRET_MIN:
+            out.add(s)
+    return out

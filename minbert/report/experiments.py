@@ -36,6 +36,7 @@ import torch
 
 from .. import distributed as D
 from .. import train as T
+from ..config import one_line_warnings
 from ..files import write_json
 from ..mlm import MLMConfig, pretrain_mlm
 from ..predictions import Records
@@ -234,7 +235,8 @@ def main(argv=None):
             torch.set_num_threads(a.threads)
         o = Options(a.preset, a.results, a.runs, a.dry_run, a.model, a.data, a.device,
                     progress=not a.no_progress)
-        run_rows(all_rows(a.preset) if a.all else a.rows, range(a.first_seed, a.seeds), o)
+        with one_line_warnings():
+            run_rows(all_rows(a.preset) if a.all else a.rows, range(a.first_seed, a.seeds), o)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ SCHEDULES = ("shortest", "spread")
 
 @dataclass
 class TrainerConfig:
-    """What the loop reads. train.TrainConfig has every field here but max_steps."""
+    """What the loop reads; a resolved train.TrainConfig has every field here but max_steps."""
     mode: str = "multitask"              # single | multitask | pcgrad
     epochs: int = 1
     schedule: str = "spread"             # shortest | spread: the rounds of an epoch
@@ -98,6 +98,8 @@ def default_optimizer(model, config) -> AdamW:
 
 
 class Trainer:
+    """model + {task: loader} + config (+ optimizer, strategy, callbacks) -> fit()."""
+
     def __init__(self, model, loaders: dict, config, optimizer=None, strategy=None,
                  callbacks=()):
         self.model, self.loaders, self.config = model, loaders, config
@@ -122,7 +124,9 @@ class Trainer:
         self.t_point = time.perf_counter()
         for epoch in range(self.state.epoch, self.config.epochs):
             for loader in self.loaders.values():  # the order: a function of (seed, epoch)
-                getattr(loader, "sampler", loader).set_epoch(epoch)
+                order = getattr(loader, "sampler", loader)
+                if hasattr(order, "set_epoch"):
+                    order.set_epoch(epoch)
             self.run_epoch(epoch)
             if self.done():
                 break

@@ -37,6 +37,8 @@ class Checkpointer:
 
     def resume(self, trainer, may_differ=()):
         """Load OUT/checkpoint.pt into the trainer's model, optimizer and state."""
+        if self.out is None:
+            raise ValueError("resume: no run folder to resume from (out_dir is None)")
         history, epoch = resume_from(self.out / CHECKPOINT, trainer.model, trainer.optimizer,
                                      self.config, may_differ, trainer.config.device,
                                      trainer.strategy.rank)

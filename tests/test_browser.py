@@ -9,6 +9,9 @@ a student's "Run All" does, with every exercise still missing:
 - 03_heads: the training progress bar renders as a widget;
 - in both, every cell ran and none ended in an error: each check cell states ✗ "not done yet"
   (student mode reports, it does not raise), the rest of the notebook runs on.
+Notebook 08 (the results), executed and rendered by nbconvert, at a laptop's 1,366 x 900 px:
+no cell of its tables wraps (the sentence columns aside) and no table is wider than the page;
+the same check at 700 px finds the table too wide, so it is shown to fail.
 Screenshots go to $MINBERT_ARTIFACTS/browser (default <repo>/artifacts/browser); the test
 prints the folder. CI mode (MINBERT_CI=1) keeps the training short. Skips, naming what is
 missing, without Playwright (the dev extras) or /usr/bin/chromium (`apt-get install -y chromium`).
@@ -197,8 +200,70 @@ def test_training_progress_bar_is_a_widget(browser, lab, artifacts):
     page.close()
 
 
+# Notebook 08 at a laptop's width: the JS below lists every table cell on more than one line
+# (the prose columns aside: their sentences wrap on purpose) and every table wider than its
+# output area; none may be found at 1,366 px.
+PROSE = ["sentence1", "sentence2"]
+WRAPPED = """prose => [...document.querySelectorAll('.jp-OutputArea-output table')].flatMap((t, i) => {
+  const bad = [], out = t.closest('.jp-OutputArea-output');
+  const over = t.getBoundingClientRect().right - out.getBoundingClientRect().right;
+  if (over > 0.5) bad.push(`table ${i}: ${Math.round(over)} px wider than its output area`);
+  const head = [...t.querySelectorAll('thead tr:last-child th')].map(h => h.textContent.trim());
+  for (const c of t.querySelectorAll('th, td')) {
+    if (c.tagName === 'TD' && prose.includes(head[c.cellIndex])) continue;
+    const r = document.createRange();
+    r.selectNodeContents(c);
+    const lines = new Set([...r.getClientRects()].filter(q => q.width > 0).map(q => Math.round(q.bottom)));
+    if (lines.size > 1) bad.push(`table ${i}: '${c.textContent.trim()}' on ${lines.size} lines`);
+  }
+  return bad; })"""
+
+
+@pytest.fixture(scope="module")
+def results_html(tmp_path_factory, data_root) -> Path:
+    """Notebook 08 executed (CI mode: it reads results/, writes no figure) and rendered as
+    HTML by nbconvert in a temporary folder; the notebook itself is left as it is."""
+    out = tmp_path_factory.mktemp("nb08")
+    env = dict(os.environ, MINBERT_CI="1", HF_HUB_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--execute",
+                    "--output-dir", str(out), str(ROOT / "notebooks" / "08_results.ipynb")],
+                   check=True, cwd=ROOT, env=env, capture_output=True, timeout=300)
+    return out / "08_results.html"
+
+
+def wrapped_cells(browser, html: Path, width: int, shot: Path | None = None, css: str = "") -> list:
+    """What WRAPPED finds on the page at `width` px (with `css` added to the page)."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(html.as_uri())
+    if css:
+        page.add_style_tag(content=css)
+    bad = page.evaluate(WRAPPED, PROSE)
+    tables = page.locator(".jp-OutputArea-output table").count()
+    assert tables >= 7, f"08 shows its 7 tables as HTML tables, not text; found {tables}"
+    assert page.locator("th:text-is('Quora acc')").count() == 1, "the results table is one"
+    if shot:
+        page.screenshot(path=str(shot), full_page=True)
+    page.close()
+    return bad
+
+
+def test_results_tables_fit_a_laptop(browser, results_html, artifacts):
+    bad = wrapped_cells(browser, results_html, 1366, artifacts / "08-results-1366.png")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_wrap_check_fails_on_a_narrow_window(browser, results_html):
+    """The same page at 700 px: the check finds the results table too wide, and, once its
+    cells may wrap (as a plain DataFrame's do), cells on two lines."""
+    bad = wrapped_cells(browser, results_html, 700)
+    assert any(b.startswith("table 1: ") and "wider than" in b for b in bad), bad
+    bad = wrapped_cells(browser, results_html, 700, css="td, th { white-space: normal !important; }")
+    assert any(b.startswith("table 1: ") and " on 2 lines" in b for b in bad), bad
+
+
 def test_screenshots_were_written(browser, artifacts, capsys):
     shots = sorted(p.name for p in artifacts.glob("*.png"))
     with capsys.disabled():
         print(f"\nbrowser test screenshots: {artifacts} ({', '.join(shots)})")
-    assert len(shots) == 5, shots
+    assert len(shots) == 6, shots

@@ -122,3 +122,19 @@ def test_committed_results_reproduce_from_their_predictions():
             assert got == pytest.approx(want, abs=1e-12), (f.name, t)
             if r["preset"] == "cpu":
                 assert len(preds) == full[t] == len({p["id"] for p in preds}), (f.name, t)
+
+
+def test_by_metric_groups_ours_seed_and_delta_without_changing_a_cell():
+    flat = pd.DataFrame([{"row": 2, "name": "b", "seeds": 3, "SST acc": "0.491 ± 0.010",
+                          "STS r": "0.872 ± 0.001", "mean": "0.728 ± 0.002",
+                          "overall": "0.749 ± 0.002", "seed sst": "0.499", "Δ sst": "-0.008",
+                          "seed sts": "0.351", "Δ sts": "+0.521", "seed mean": "0.500",
+                          "Δ mean": "+0.228"}])
+    g = R.by_metric(flat)
+    assert list(g.columns) == [("row", ""), ("name", ""), ("seeds", ""),
+                               ("SST acc", "ours"), ("SST acc", "seed"), ("SST acc", "Δ"),
+                               ("STS r", "ours"), ("STS r", "seed"), ("STS r", "Δ"),
+                               ("mean", "ours"), ("mean", "seed"), ("mean", "Δ"),
+                               ("overall", "ours")]
+    assert sorted(map(str, g.iloc[0])) == sorted(map(str, flat.iloc[0]))  # moved, not changed
+    assert g[("SST acc", "Δ")].iloc[0] == "-0.008" and g[("STS r", "seed")].iloc[0] == "0.351"

@@ -79,14 +79,15 @@ def summary_table(df) -> "pd.DataFrame":
     return out
 
 
-def format_table(summary, digits=3) -> "pd.DataFrame":
-    """The seed's layout: one line per row, 'mean ± std' per metric, seed and difference."""
+def format_table(summary, digits=3, missing="-") -> "pd.DataFrame":
+    """The seed's layout: one line per row, 'mean ± std' per metric, seed and difference;
+    `missing` where a number is not given (None: left missing, for report.tables to show)."""
 
     def pm(m, s):
-        return "-" if pd.isna(m) else f"{m:.{digits}f} ± {s:.{digits}f}"
+        return missing if pd.isna(m) else f"{m:.{digits}f} ± {s:.{digits}f}"
 
     def num(x):
-        return "-" if pd.isna(x) else f"{x:+.{digits}f}" if isinstance(x, float) else str(x)
+        return missing if pd.isna(x) else f"{x:+.{digits}f}" if isinstance(x, float) else str(x)
     rows = []
     for _, r in summary.iterrows():
         line = {"preset": r["preset"], "row": int(r["row"]), "name": r["name"],
@@ -97,10 +98,26 @@ def format_table(summary, digits=3) -> "pd.DataFrame":
         for m in ("sst", "quora", "sts", "mean3"):  # the seed gives no overall score
             seed = r["seed_" + m]
             name = "mean" if m == "mean3" else m
-            line[f"seed {name}"] = "-" if pd.isna(seed) else f"{seed:.{digits}f}"
+            line[f"seed {name}"] = missing if pd.isna(seed) else f"{seed:.{digits}f}"
             line[f"Δ {name}"] = num(r["diff_" + m])
         rows.append(line)
     return pd.DataFrame(rows)
+
+
+def by_metric(table) -> "pd.DataFrame":
+    """format_table's columns under a two-level header, per metric ours, the seed's and Δ
+    side by side (notebook 08: narrower, so a line fits a laptop's width)."""
+    label = {"sst": "SST acc", "quora": "Quora acc", "sts": "STS r", "mean": "mean"}
+
+    def key(column):
+        kind, _, m = column.partition(" ")
+        if kind in ("seed", "Δ") and m in label:
+            return label[m], kind
+        return (column, "ours") if column in (*label.values(), "overall") else (column, "")
+    keys = [key(c) for c in table.columns]
+    groups = list(dict.fromkeys(group for group, _ in keys))
+    out = table.set_axis(pd.MultiIndex.from_tuples(keys), axis=1)
+    return out[sorted(out.columns, key=lambda k: groups.index(k[0]))]  # stable: ours, seed, Δ
 
 
 def error_analysis(df, k=5) -> "pd.DataFrame":

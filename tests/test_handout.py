@@ -1,8 +1,10 @@
 """The hand-out folder away from the repository (docs/instructors.md, section 2): notebook 08
 finds the results the release ships and runs to its end there; `course check` run in it
-scores an untouched notebook 0 and the instructor's answers full marks."""
+scores an untouched notebook 0 and the instructor's answers full marks; `make check` takes
+the student's file and refuses none or an instructor copy."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +90,25 @@ def test_course_check_in_the_handout(handout, data_root):
     solved = course_check(handout, name)
     assert solved.returncode == 0 and f"Total: {total[2]} / {total[2]}" in solved.stdout, \
         solved.stdout + solved.stderr
+
+
+def make(*args, venv) -> subprocess.CompletedProcess:
+    """make in the repository, with a virtual environment that does not exist: the refusals
+    come before anything is built, and -n only prints."""
+    return subprocess.run(["make", *args, f"VENV={venv}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_make_check_takes_the_students_file(handout, tmp_path):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed (apt-get install -y make)")
+    venv = tmp_path / "no-venv"
+    for args in ((), ("FILE=notebooks/01_attention.ipynb",),
+                 ("FILE=./notebooks/../notebooks/02_adamw.ipynb",),
+                 (f"FILE={ROOT / 'notebooks' / '01_attention.ipynb'}",)):
+        r = make("check", *args, venv=venv)
+        assert r.returncode != 0 and "make check FILE=" in r.stderr, (args, r.stderr)
+        assert not r.stdout and not venv.exists(), args  # refused before anything ran
+    mine = handout / "01_attention.ipynb"
+    r = make("-n", "check", f"FILE={mine}", venv=venv)
+    assert r.stdout.splitlines()[-1] == f'python -m minbert.course check "{mine}"', r.stdout

@@ -11,6 +11,7 @@ MINBERT_CHECKS=raise|report -> what a failing check cell does (minbert.checks).
                  MINBERT_CI=1; nbval, the grader and `course check` set it): it raises.
 """
 import os
+from pathlib import Path
 
 CI_ENV = "MINBERT_CI"
 DATA_ENV = "MINBERT_DATA"
@@ -35,3 +36,14 @@ def checks_raise() -> bool:
         raise ValueError(f"{CHECKS_ENV}={os.environ[CHECKS_ENV]!r}: expected one of "
                          f"{', '.join(CHECK_MODES)} (or unset)")
     return mode == "raise" if mode else ci_mode()
+
+
+def chosen_folder(path, variable: str, default) -> tuple:
+    """(folder, where it came from): `path` if given, else $variable if set, else `default`."""
+    if path is not None:
+        folder, source = Path(path), "the path argument"
+    elif os.environ.get(variable):
+        folder, source = Path(os.environ[variable]), f"${variable}"
+    else:
+        folder, source = Path(default), "the default"
+    return folder.expanduser(), source

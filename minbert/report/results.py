@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import TASKS
-from ..env import RESULTS_ENV
+from ..env import RESULTS_ENV, chosen_folder
 from ..metrics import METRIC, overall, simple_mean
 
 # results/ beside the package: the repository's, or the student folder's (course release)
@@ -58,16 +57,10 @@ def results_dir(path=None) -> Path:
     `results/` folder beside the minbert package (the repository's `results/`; in the student
     folder of `python -m minbert.course release`, its `results/`). No search: a folder without
     result JSONs is an error that names it."""
-    if path is not None:
-        folder, source = Path(path), "from the path argument"
-    elif os.environ.get(RESULTS_ENV):
-        folder, source = Path(os.environ[RESULTS_ENV]), f"from ${RESULTS_ENV}"
-    else:
-        folder, source = BESIDE_PACKAGE, "the results/ folder beside the minbert package"
-    folder = folder.expanduser()
+    folder, source = chosen_folder(path, RESULTS_ENV, BESIDE_PACKAGE)
     if not result_files(folder):
         raise FileNotFoundError(
-            f"no result JSONs ({' or '.join(RESULT_FILES)}) under {folder} ({source}; the "
+            f"no result JSONs ({' or '.join(RESULT_FILES)}) under {folder} (from {source}; the "
             f"rule: the path argument, else ${RESULTS_ENV}, else {BESIDE_PACKAGE}): set "
             f"{RESULTS_ENV} to the folder that holds them (the course repository's results/, "
             f"or the results/ of the student folder)")

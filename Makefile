@@ -6,17 +6,20 @@
 #   make lab                    JupyterLab on notebooks/ (LAB_ARGS="--port=8899 --no-browser")
 #   make test                   the unit tests and every notebook under nbval, in CI mode
 #   make results                the results table again, as results/README.md says (long)
-#   make check NB=01            a student's score: the visible checks of notebooks/01_*.ipynb
+#   make check FILE=path/to/01_attention.ipynb
+#                               your score on the visible checks of your copy of a notebook
+#                               (the released one you work in; not notebooks/, the instructor's)
 #
 # Variables: PYTHON (makes the venv), VENV, TORCH (e.g. TORCH="torch --index-url
-# https://download.pytorch.org/whl/cpu" where PyPI serves CUDA builds), LAB_ARGS, PYTEST_ARGS.
+# https://download.pytorch.org/whl/cpu" where PyPI serves CUDA builds), LAB_ARGS, PYTEST_ARGS,
+# FILE.
 
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 LAB_ARGS ?=
 PYTEST_ARGS ?=
-NB ?= 01
+FILE ?=
 
 STAMP := $(VENV)/.minbert-installed
 # recipes run the venv's python, pip and jupyter, as after `. $(VENV)/bin/activate`
@@ -46,4 +49,17 @@ results: $(STAMP)
 	python -m minbert.report.experiments table --results results
 
 check: $(STAMP)
-	python -m minbert.course check notebooks/$(NB)*.ipynb
+	python -m minbert.course check "$(FILE)"
+
+# make check FILE=...: the student's own notebook. notebooks/ holds the instructor copies,
+# solutions written out (always full marks): refused, as is no FILE, before anything runs.
+ifneq ($(filter check,$(MAKECMDGOALS)),)
+ifeq ($(strip $(FILE)),)
+$(error make check FILE=path/to/01_attention.ipynb: give your own copy of a notebook, the \
+released one you work in)
+endif
+ifneq ($(filter $(realpath notebooks)/%,$(or $(realpath $(FILE)),$(abspath $(FILE)))),)
+$(error make check FILE=$(FILE): that is an instructor copy (solutions written out: always \
+full marks); give your own copy, the released one you work in)
+endif
+endif

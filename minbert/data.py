@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .batching import PAIR_MODES, EpochSampler, make_loader  # noqa: F401 (data.make_loader)
 from .config import check_choice
-from .env import DATA_ENV
+from .env import DATA_ENV, chosen_folder
 from .files import atomic_file
 
 REPO_DATA = Path(__file__).resolve().parents[1] / "data"
@@ -73,13 +73,7 @@ FETCH_HINT = (f"set {DATA_ENV}=/folder/with/the/csvs or run `python -m minbert.d
 
 def data_dir(path=None) -> Path:
     """The folder holding the course CSVs: `path` > $MINBERT_DATA > <repo>/data."""
-    if path is not None:
-        folder, source = Path(path), "the path argument"
-    elif os.environ.get(DATA_ENV):
-        folder, source = Path(os.environ[DATA_ENV]), f"${DATA_ENV}"
-    else:
-        folder, source = REPO_DATA, "the default"
-    folder = folder.expanduser()
+    folder, source = chosen_folder(path, DATA_ENV, REPO_DATA)
     if not any((folder / name).is_file() for name in FILES.values()):
         raise DataError(f"{folder} (from {source}) holds none of the course CSVs "
                         f"(e.g. {FILES['sst', 'train']}): {FETCH_HINT}")

@@ -3,15 +3,19 @@
 MINBERT_CI=1  -> CI mode: every notebook shrinks data and steps so it runs under
                  nbval in about a minute on 2 CPU cores. Nothing else differs.
 MINBERT_DATA  -> folder holding the course CSVs (see data/README.md).
+MINBERT_RESULTS -> folder holding the result JSONs notebook 08 reads (default: the
+                 results/ folder beside the minbert package; minbert.report.results).
 MINBERT_CHECKS=raise|report -> what a failing check cell does (minbert.checks).
                  report (the default for a student, interactive): it prints its verdict
                  and returns, so "Run All" runs every later cell. raise (the default under
                  MINBERT_CI=1; nbval, the grader and `course check` set it): it raises.
 """
 import os
+from pathlib import Path
 
 CI_ENV = "MINBERT_CI"
 DATA_ENV = "MINBERT_DATA"
+RESULTS_ENV = "MINBERT_RESULTS"
 CHECKS_ENV = "MINBERT_CHECKS"
 CHECK_MODES = ("raise", "report")
 
@@ -32,3 +36,14 @@ def checks_raise() -> bool:
         raise ValueError(f"{CHECKS_ENV}={os.environ[CHECKS_ENV]!r}: expected one of "
                          f"{', '.join(CHECK_MODES)} (or unset)")
     return mode == "raise" if mode else ci_mode()
+
+
+def chosen_folder(path, variable: str, default) -> tuple:
+    """(folder, where it came from): `path` if given, else $variable if set, else `default`."""
+    if path is not None:
+        folder, source = Path(path), "the path argument"
+    elif os.environ.get(variable):
+        folder, source = Path(os.environ[variable]), f"${variable}"
+    else:
+        folder, source = Path(default), "the default"
+    return folder.expanduser(), source

@@ -1,11 +1,19 @@
-"""minbert.report.significance.paired_difference against hand-computed differences and intervals."""
+"""minbert.report.significance.paired_difference against hand-computed differences and intervals;
+where minbert.report.results finds and how it reads the result JSONs."""
+import gzip
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import pearsonr
 
+from minbert.env import RESULTS_ENV
 from minbert.report import results as R
 from minbert.report import significance as S
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(row, seed, sst, quora, sts):
@@ -138,3 +146,20 @@ def test_by_metric_groups_ours_seed_and_delta_without_changing_a_cell():
                                ("overall", "ours")]
     assert sorted(map(str, g.iloc[0])) == sorted(map(str, flat.iloc[0]))  # moved, not changed
     assert g[("SST acc", "Δ")].iloc[0] == "-0.008" and g[("STS r", "seed")].iloc[0] == "0.351"
+
+
+def test_results_dir_is_one_rule_and_names_the_places_it_looked_at(tmp_path, monkeypatch):
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    assert R.results_dir() == ROOT / "results"  # beside the package
+    assert R.results_dir(ROOT / "results") == ROOT / "results"
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path))
+    with pytest.raises(FileNotFoundError) as e:
+        R.results_dir()
+    assert str(tmp_path) in str(e.value) and f"${RESULTS_ENV}" in str(e.value)
+    assert str(ROOT / "results") in str(e.value)  # and where it would look without it
+    record = {"row": 2, "seed": 0, "preset": "p", "dev": {"sst": {"acc": 0.5}}}
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "row02-x-seed0.json.gz").write_bytes(gzip.compress(json.dumps(record).encode()))
+    assert R.results_dir() == tmp_path  # a gzipped JSON, as the release ships them
+    df = R.load_results(tmp_path)
+    assert len(df) == 1 and df.loc[0, "sst"] == 0.5

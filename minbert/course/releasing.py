@@ -1,7 +1,9 @@
 """The student release: a folder to hand out. Every numbered instructor notebook with its
 solutions stubbed out, its hidden checks removed and only the metadata a student needs; the
-`minbert` package (which the notebooks import); the data instructions; a short README. No
+`minbert` package (which the notebooks import); the data instructions; what notebook 08
+reads (the repository's result JSONs, gzipped, and its figures); a short README. No
 instructor notebook, test or instructor doc goes in; every file is world-readable."""
+import gzip
 import shutil
 from pathlib import Path
 
@@ -88,6 +90,7 @@ def release_notebook(nb: dict, name: str = "notebook") -> dict:
 
 
 PACKAGE = Path(__file__).resolve().parents[1]  # minbert/
+RESULTS = PACKAGE.parent / "results"  # the repository's: what notebook 08 reads there
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".*")
 STUDENT_README = """# {title}
 
@@ -98,9 +101,15 @@ under their names (do not rename them).
 - `minbert/`: the course package the notebooks import (run them from this folder, or
   `pip install -e .` from the course repository).
 - `data/README.md`: how to get the data files (or set `MINBERT_DATA`).
-- Before handing in: `python -m minbert.course check 01_attention.ipynb` runs a notebook
-  in a fresh kernel and prints each visible check's verdict and your total. The grader
-  also runs hidden checks, so your grade can be lower.
+- `results/`: the course's results-table runs, which `{last}` reads (one gzipped
+  JSON per run, every dev prediction included) and the figures it shows.
+- Before handing in, score your own notebook on its visible checks, from this folder:
+
+      python -m minbert.course check 01_attention.ipynb
+
+  It runs the notebook top to bottom in a fresh kernel (small data and steps, as the
+  grader does) and prints each visible check's verdict, its points and your total. The
+  grader also runs hidden checks, so your grade can be lower.
 """
 
 
@@ -115,7 +124,10 @@ def release(out_dir, notebooks_dir="notebooks", package: bool = True) -> list[Pa
     for name, text in texts.items():
         files.write_text(out / name, text)
     if package:
+        if not RESULTS.is_dir():
+            raise FileNotFoundError(f"{RESULTS}: no results/ beside the package to ship")
         copy_package(out)
+        copy_results(out)
         names = sorted(texts)
         files.write_text(out / "README.md", STUDENT_README.format(
             title="minbert: the student folder", last=names[-1]))
@@ -132,9 +144,28 @@ def copy_package(out: Path) -> None:
     shutil.copytree(PACKAGE, tmp, ignore=SKIP)
     for p in (tmp / "checks").glob("*.py"):
         p.write_text(strip_hidden(p.read_text(encoding="utf-8"), p.name), encoding="utf-8")
-    for p in [tmp, *tmp.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    world_readable(tmp)
     files.replace_dir(tmp, out / "minbert")
+
+
+def copy_results(out: Path) -> None:
+    """out/results, replaced whole: every result JSON of RESULTS gzipped (a quarter of the
+    size, every dev prediction kept; notebook 08 reads either) and the figures it shows."""
+    tmp = out / ".results.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for f in sorted(RESULTS.rglob("*.json")):
+        # mtime=0: releasing twice gives the same bytes
+        files.write_bytes(tmp / f.relative_to(RESULTS).with_suffix(".json.gz"),
+                          gzip.compress(f.read_bytes(), compresslevel=6, mtime=0))
+    for f in sorted((RESULTS / "figures").glob("*.png")):
+        files.write_bytes(tmp / "figures" / f.name, f.read_bytes())
+    world_readable(tmp)
+    files.replace_dir(tmp, out / "results")
+
+
+def world_readable(folder: Path) -> None:
+    for p in [folder, *folder.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
 
 
 HIDDEN_BEGIN, HIDDEN_END = "# BEGIN HIDDEN CHECK", "# END HIDDEN CHECK"

@@ -1,6 +1,6 @@
 """Reading the results table back: result JSONs -> tables and error analysis (notebook 08).
 
-    df = load_results("results")          # one row per result JSON (any preset, any seed)
+    df = load_results(results_dir())      # one row per result JSON (any preset, any seed)
     print(format_table(summary_table(df)).to_string(index=False))
     error_analysis(df, k=5)               # the most confident wrong predictions per run
     quora_false_positives(df, "cpu", 13)  # the seed's Table 1, for our run: kinds of error
@@ -12,6 +12,7 @@ single runs; the fine-tuned single-task SST 0.743 is likely not comparable).
 """
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
@@ -20,7 +21,12 @@ import numpy as np
 import pandas as pd
 
 from ..data import TASKS
+from ..env import RESULTS_ENV, chosen_folder
 from ..metrics import METRIC, overall, simple_mean
+
+# results/ beside the package: the repository's, or the student folder's (course release)
+BESIDE_PACKAGE = Path(__file__).resolve().parents[2] / "results"
+RESULT_FILES = ("row*-seed*.json", "row*-seed*.json.gz")  # .gz: as the release ships them
 
 # ../shared/seed-report/results.csv: row -> SST acc, Quora acc, STS r, the report's "Average".
 # None: a number the report does not give.
@@ -41,13 +47,39 @@ SEED_REPORT = {
 }
 
 
+def result_files(folder) -> list:
+    """The result JSONs under `folder` (recursively; gzipped ones too), sorted by path."""
+    return sorted(f for pattern in RESULT_FILES for f in Path(folder).rglob(pattern))
+
+
+def results_dir(path=None) -> Path:
+    """The folder of result JSONs notebook 08 reads: `path` > $MINBERT_RESULTS > the
+    `results/` folder beside the minbert package (the repository's `results/`; in the student
+    folder of `python -m minbert.course release`, its `results/`). No search: a folder without
+    result JSONs is an error that names it."""
+    folder, source = chosen_folder(path, RESULTS_ENV, BESIDE_PACKAGE)
+    if not result_files(folder):
+        raise FileNotFoundError(
+            f"no result JSONs ({' or '.join(RESULT_FILES)}) under {folder} (from {source}; the "
+            f"rule: the path argument, else ${RESULTS_ENV}, else {BESIDE_PACKAGE}): set "
+            f"{RESULTS_ENV} to the folder that holds them (the course repository's results/, "
+            f"or the results/ of the student folder)")
+    return folder
+
+
+def read_result(path) -> dict:
+    path = Path(path)
+    data = path.read_bytes()
+    return json.loads(gzip.decompress(data) if path.suffix == ".gz" else data)
+
+
 def load_results(folder) -> "pd.DataFrame":
     """One row per result JSON under `folder` (recursively), sorted by preset, row, seed."""
     recs, keys = [], ("preset", "dry_run", "row", "name", "description", "seed", "wall_time_s",
                       "git_commit", "history", "conflict", "predictions", "config", "device",
                       "mlm", "resumed", "train_time_s")
-    for f in sorted(Path(folder).rglob("row*-seed*.json")):
-        r = json.loads(f.read_text())
+    for f in result_files(folder):
+        r = read_result(f)
         rec = {k: r.get(k) for k in keys}
         for t in TASKS:
             rec[t] = r["dev"].get(t, {}).get(METRIC[t], np.nan)

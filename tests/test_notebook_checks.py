@@ -45,6 +45,23 @@ CASES = {
             "no dropout": [("training=dropout_p > 0", "training=False")],
             "LayerNorm eps ignored": [("params[name + \".bias\"], eps)", "params[name + \".bias\"])")],
         }),
+        "attn-ex-module": ("attn-check-module", {
+            "q/k/v for query/key/value": [("self.query = ", "self.q = "), ("self.key = ", "self.k = "),
+                                          ("self.value = ", "self.v = "),
+                                          ("(self.query, self.key, self.value)", "(self.q, self.k, self.v)")],
+            "no biases": [("nn.Linear(hidden_size, hidden_size)\n",
+                           "nn.Linear(hidden_size, hidden_size, bias=False)\n")],
+            "no 1/sqrt(d) (attention written inline)": [
+                ("context = my_attention(q, k, v, mask)[0]",
+                 "context = (q @ k.transpose(-1, -2) + (0 if mask is None else mask)).softmax(-1) @ v")],
+            "mask ignored": [("my_attention(q, k, v, mask)", "my_attention(q, k, v)")],
+            "heads merged in the wrong order": [("return my_merge_heads(context)",
+                                                 "return context.reshape(hidden_states.shape)")],
+            "returns (context, probs)": [("context = my_attention(q, k, v, mask)[0]",
+                                          "context, probs = my_attention(q, k, v, mask)"),
+                                         ("return my_merge_heads(context)",
+                                          "return my_merge_heads(context), probs")],
+        }),
         "attn-ex-forward": ("attn-check-forward", {
             "padding mask not passed": [("my_bert_layer(h, mask,", "my_bert_layer(h, None,")],
             "no tanh in the pooler": [("torch.tanh(model.pooler.dense(h[:, 0]))", "model.pooler.dense(h[:, 0])")],
@@ -68,6 +85,19 @@ CASES = {
     },
 }
 
+# (exercise, wrong answer) -> what its check's message must say (others: any AssertionError)
+MESSAGES = {
+    ("attn-ex-module", "q/k/v for query/key/value"):
+        r"names expected \['key.bias', 'key.weight', .*found \['k.bias', 'k.weight'",
+    ("attn-ex-module", "no biases"): r"names expected .*'query.bias'.*found \['key.weight', 'query",
+    ("attn-ex-module", "no 1/sqrt(d) (attention written inline)"):
+        r"context without a mask differs from the reference .*1/sqrt\(head_size\)",
+    ("attn-ex-module", "mask ignored"): r"context with the padding mask differs from the reference",
+    ("attn-ex-module", "heads merged in the wrong order"):
+        r"context without a mask differs .*my_merge_heads",
+    ("attn-ex-module", "returns (context, probs)"): r"should be a torch.Tensor, got tuple",
+}
+
 SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
 
 
@@ -83,19 +113,26 @@ def stub(source):
     """What the student release does: the solution block becomes `raise NotImplementedError`."""
     out, n = SOLUTION.subn(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError",
                            source)
-    assert n == 1, "an exercise cell holds exactly one solution block"
+    assert n >= 1, "an exercise cell holds a solution block (a module: one per method)"
     return out
 
 
 def mutate(source, edits):
-    block = SOLUTION.search(source)
-    assert block, "no solution block"
-    body = block.group(0)
-    for old, new in edits:
-        assert old in body, f"mutation target {old!r} not in the solution: update the test"
-        body = body.replace(old, new)
-    assert body != block.group(0)
-    return source[:block.start()] + body + source[block.end():]
+    """Apply the edits inside the solution blocks (each target must be in one of them)."""
+    blocks = [m.group(0) for m in SOLUTION.finditer(source)]
+    assert blocks, "no solution block"
+    for old, _ in edits:
+        assert any(old in b for b in blocks), \
+            f"mutation target {old!r} not in the solution: update the test"
+
+    def edit(m):
+        body = m.group(0)
+        for old, new in edits:
+            body = body.replace(old, new)
+        return body
+    out = SOLUTION.sub(edit, source)
+    assert out != source
+    return out
 
 
 _BASE = {}
@@ -164,7 +201,7 @@ def test_check_fails_on_the_stub(name, exercise, check):
 @pytest.mark.parametrize("name,exercise,check,why,edits", WRONG,
                          ids=[f"{e}: {w}" for _, e, _, w, _ in WRONG])
 def test_check_fails_on_a_wrong_answer(name, exercise, check, why, edits):
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=MESSAGES.get((exercise, why))):
         run_case(name, exercise, check, lambda src: mutate(src, edits))
 
 

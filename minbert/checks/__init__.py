@@ -1,7 +1,8 @@
 """Checks of the notebooks' exercises, one module per notebook.
 
     attention    01_attention   check_attention, check_padding_mask, check_split_heads,
-                                check_merge_heads, check_bert_layer, check_bert_forward
+                                check_merge_heads, check_bert_layer,
+                                check_self_attention_module, check_bert_forward
     adamw        02_adamw       check_adamw_step, check_adamw_optimizer (HAND_EXAMPLE)
     heads        03_heads       check_sentiment_head, check_paraphrase_head, check_similarity_head
     round_robin  04_round_robin check_round_robin
@@ -22,7 +23,7 @@ so "Run All" runs every later cell (`_common.verdict`, `minbert.env.checks_raise
 """
 from .adamw import HAND_EXAMPLE, check_adamw_optimizer, check_adamw_step
 from .attention import (check_attention, check_bert_forward, check_bert_layer, check_merge_heads,
-                        check_padding_mask, check_split_heads)
+                        check_padding_mask, check_self_attention_module, check_split_heads)
 from .cosine import check_cosine_mse, check_mean_pool
 from .heads import check_paraphrase_head, check_sentiment_head, check_similarity_head
 from .mlm import check_mask_tokens, check_mlm_head
@@ -33,4 +34,5 @@ __all__ = ["HAND_EXAMPLE", "check_adamw_optimizer", "check_adamw_step", "check_a
            "check_bert_forward", "check_bert_layer", "check_cosine_mse", "check_mask_tokens",
            "check_mean_pool", "check_merge_heads", "check_mlm_head", "check_padding_mask",
            "check_paraphrase_head", "check_project_conflicting", "check_round_robin",
-           "check_sentiment_head", "check_similarity_head", "check_split_heads"]
+           "check_self_attention_module", "check_sentiment_head", "check_similarity_head",
+           "check_split_heads"]

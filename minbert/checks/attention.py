@@ -1,8 +1,9 @@
-"""Checks of notebook 01_attention: attention, the padding mask, heads, a layer, the encoder.
+"""Checks of notebook 01_attention: attention, the padding mask, heads, a layer, the
+self-attention module, the encoder.
 
 Oracles: torch's `scaled_dot_product_attention` (with a boolean mask), plain slicing and
-`torch.cat`, transformers' `BertLayer` and `BertModel` (eager attention). The additive mask
-the checks feed is written here, not taken from minbert.model.
+`torch.cat`, transformers' `BertLayer`, `BertSelfAttention` and `BertModel` (eager attention).
+The additive mask the checks feed is written here, not taken from minbert.model.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from ._common import _call, _close, _generator, _tensor, verdict
 
 __all__ = ["check_attention", "check_padding_mask", "check_split_heads", "check_merge_heads",
-           "check_bert_layer", "check_bert_forward"]
+           "check_bert_layer", "check_self_attention_module", "check_bert_forward"]
 
 
 def _padding(batch, seq, gen):
@@ -188,3 +189,53 @@ def check_bert_forward(fn, sentences, *, atol=1e-5):
     _close(pooled, ref.pooler_output, "pooler_output", atol, "pooler = tanh(dense(h[:, 0])).")
 
 
+def _checkpoint_part(prefix):
+    """{name under prefix: tensor} read from the bundled checkpoint's file (its `bert.`
+    prefix, if any, dropped): the keys a module at `prefix` must have to load it."""
+    from safetensors.torch import load_file
+
+    from ..pretrained import bundled_path
+    state = load_file(str(bundled_path() / "model.safetensors"))
+    state = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in state.items()}
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+@verdict
+def check_self_attention_module(cls, sentences, *, layer=0, atol=1e-5):
+    """cls(hidden_size, num_heads) -> an nn.Module whose parameters carry Hugging Face's names
+    (query, key, value), so that the bundled MiniLM's `encoder.layer.<layer>.attention.self.*`
+    weights load with load_state_dict(strict=True); module(hidden_states, mask=None) ->
+    context (batch, seq, hidden). Oracle: transformers' BertSelfAttention of the same layer
+    (BertModel.from_pretrained, eager attention, eval mode), on that layer's real inputs for a
+    padded batch of `sentences`, with and without the additive padding mask."""
+    _, oracle, tok = _pretrained_pair()
+    cfg, name = oracle.config, getattr(cls, "__name__", "your class")
+    state = _checkpoint_part(f"encoder.layer.{layer}.attention.self.")
+    module = _call(cls, cfg.hidden_size, cfg.num_attention_heads, _name=name)
+    assert isinstance(module, torch.nn.Module), \
+        f"{name}(...) should build a torch.nn.Module, got {type(module).__name__}"
+    expected, found = sorted(state), sorted(module.state_dict())
+    assert found == expected, (
+        f"load_state_dict(strict=True) of the checkpoint's layer {layer} self-attention needs "
+        f"the names expected {expected}, found {found}: name the layers as Hugging Face does")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise AssertionError(f"the checkpoint's weights do not fit your layers: "
+                             f"{' '.join(str(e).split())}") from None
+    module.eval()
+    batch = tok(list(sentences), padding=True, return_tensors="pt")
+    assert (batch["attention_mask"] == 0).any(), "give sentences of different lengths, so there is padding"
+    hf = oracle.encoder.layer[layer].attention.self
+    with torch.no_grad():
+        x = oracle(**batch, output_hidden_states=True).hidden_states[layer]  # layer's input
+        mask = _additive(batch["attention_mask"], x.dtype)
+        for what, m in (("without a mask", None), ("with the padding mask", mask)):
+            want = hf(x, m)
+            want = want[0] if isinstance(want, tuple) else want
+            got = _tensor(_call(module, x.clone(), m, _name=f"{name}.forward"),
+                          f"context {what}", want.shape, x.dtype)
+            _close(got, want, f"context {what}", atol,
+                   "Project with query/key/value, split into heads (my_split_heads), attend "
+                   "(my_attention, scores scaled by 1/sqrt(head_size), the mask added), merge "
+                   "the heads back (my_merge_heads).")

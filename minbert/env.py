@@ -5,6 +5,8 @@ MINBERT_CI=1  -> CI mode: every notebook shrinks data and steps so it runs under
 MINBERT_DATA  -> folder holding the course CSVs (see data/README.md).
 MINBERT_RESULTS -> folder holding the result JSONs notebook 08 reads (default: the
                  results/ folder beside the minbert package; minbert.report.results).
+MINBERT_YOURS  -> folder of the learner's saved exercise answers (default: yours/ beside
+                 the minbert package; minbert.yours).
 MINBERT_CHECKS=raise|report -> what a failing check cell does (minbert.checks).
                  report (the default for a student, interactive): it prints its verdict
                  and returns, so "Run All" runs every later cell. raise (the default under
@@ -16,6 +18,7 @@ from pathlib import Path
 CI_ENV = "MINBERT_CI"
 DATA_ENV = "MINBERT_DATA"
 RESULTS_ENV = "MINBERT_RESULTS"
+YOURS_ENV = "MINBERT_YOURS"
 CHECKS_ENV = "MINBERT_CHECKS"
 CHECK_MODES = ("raise", "report")
 

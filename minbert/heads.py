@@ -47,10 +47,21 @@ def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> 
     Padding must not count: a sentence's embedding may not depend on how long the other
     sentences in its batch are. [CLS] and [SEP] are included, as in Sentence-BERT and
     sentence-transformers' Pooling(mean)."""
+    # Stand-in (07's exercise is the written-out version below): the masked mean as one
+    # batched matrix product, each row's weights 1 / (its real tokens) on its real tokens.
+    weights = attention_mask.to(last_hidden_state.dtype)
+    weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-9)  # (B, T)
+    return torch.bmm(weights.unsqueeze(1), last_hidden_state).squeeze(1)
+
+
+### BEGIN SOLUTION
+def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:  # noqa: F811
+    """The written-out mean pooling (notebook 07)."""
     mask = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)  # (B, T, 1)
     summed = (last_hidden_state * mask).sum(dim=1)                   # (B, H)
     counts = mask.sum(dim=1).clamp(min=1e-9)                         # (B, 1); no 0/0
     return summed / counts
+### END SOLUTION
 
 
 class MultitaskBERT(nn.Module):

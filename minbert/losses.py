@@ -26,8 +26,18 @@ def cosine_mse_loss(u: torch.Tensor, v: torch.Tensor, score_0_5: torch.Tensor,
     reproduces a bug (MSE between a cosine and raw 0..5 scores): every pair
     scored above 1 then pulls its cosine towards 1, whatever its score
     (notebook 07 trains it to show the collapse)."""
+    # Stand-in (07's exercise is the written-out version below): torch's CosineSimilarity module.
+    cos = torch.nn.CosineSimilarity(dim=-1)(u, v)  # (B,)
+    return F.mse_loss(cos, score_0_5.to(cos.dtype) / scale)
+
+
+### BEGIN SOLUTION
+def cosine_mse_loss(u: torch.Tensor, v: torch.Tensor, score_0_5: torch.Tensor,  # noqa: F811
+                    scale: float = STS_MAX) -> torch.Tensor:
+    """The written-out loss (notebook 07)."""
     cos = F.cosine_similarity(u, v, dim=-1)  # (B,)
     return F.mse_loss(cos, score_0_5.to(cos.dtype) / scale)
+### END SOLUTION
 
 
 def sign_targets(score_0_5: torch.Tensor, threshold: float = 2.5) -> torch.Tensor:

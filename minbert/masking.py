@@ -32,6 +32,32 @@ def mask_tokens(input_ids, attention_mask=None, special_ids=None, vocab_size=Non
         attention_mask = torch.ones_like(input_ids)
     special = torch.tensor(list(special_ids or []), dtype=input_ids.dtype)
     can_mask = attention_mask.bool() & ~torch.isin(input_ids, special)
+    masked, chosen = apply_rule(input_ids, can_mask, (vocab_size, mask_token_id), generator,
+                                mlm_probability)
+    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, IGNORE))
+    return masked, labels
+
+
+def apply_rule(input_ids, can_mask, vocab_and_mask_id, generator, mlm_probability):
+    """-> (masked input_ids, chosen). Stand-in (06's exercise is the written-out version
+    below): the rule as transformers' DataCollatorForLanguageModeling draws it (Bernoulli
+    choices: 0.8 of the chosen masked, then half of the rest random), from `generator`."""
+    vocab_size, mask_token_id = vocab_and_mask_id
+    coin = lambda p, where: torch.bernoulli(  # noqa: E731
+        torch.full(input_ids.shape, p), generator=generator).bool() & where
+    chosen = coin(mlm_probability, can_mask)
+    to_mask = coin(0.8, chosen)
+    to_random = coin(0.5, chosen & ~to_mask)
+    masked = torch.where(to_mask, mask_token_id, input_ids)
+    others = torch.randint(0, vocab_size, input_ids.shape, generator=generator,
+                           dtype=input_ids.dtype)
+    return torch.where(to_random, others, masked), chosen
+
+
+### BEGIN SOLUTION
+def apply_rule(input_ids, can_mask, vocab_and_mask_id, generator, mlm_probability):  # noqa: F811
+    """The written-out rule (notebook 06)."""
+    vocab_size, mask_token_id = vocab_and_mask_id
     draw = lambda: torch.rand(input_ids.shape, generator=generator)  # noqa: E731
     chosen = (draw() < mlm_probability) & can_mask
     u = draw()  # one draw splits the chosen tokens 80 / 10 / 10
@@ -41,8 +67,8 @@ def mask_tokens(input_ids, attention_mask=None, special_ids=None, vocab_size=Non
     masked = input_ids.clone()
     masked[to_mask] = mask_token_id
     masked[to_random] = random_ids[to_random]
-    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, IGNORE))
-    return masked, labels
+    return masked, chosen
+### END SOLUTION
 
 
 def encode(texts, tokenizer, max_length=128) -> list[torch.Tensor]:

@@ -1,4 +1,4 @@
-"""BERT, written out (notebook 01_attention).
+"""BERT, written out (notebook 01_attention); attention itself is in attention.py.
 
 Devlin et al. 2019, "BERT: Pre-training of Deep Bidirectional Transformers";
 Vaswani et al. 2017, "Attention Is All You Need".
@@ -11,13 +11,15 @@ output} / pooler. `LayerNorm` stays CamelCase for the same reason.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import yours
+from .attention import attention, extended_attention_mask
 
 
 @dataclass
@@ -74,14 +76,6 @@ class BertOutput:
     attentions: tuple | None = None  # per layer (batch, heads, seq, seq), if asked
 
 
-def extended_attention_mask(attention_mask: torch.Tensor, dtype) -> torch.Tensor:
-    """(batch, seq) of 1 = token / 0 = padding -> additive (batch, 1, 1, seq) mask:
-    0 where attended, a large negative number where padded, so that after the
-    softmax padded keys get (almost exactly) zero weight."""
-    mask = attention_mask[:, None, None, :].to(dtype)
-    return (1.0 - mask) * torch.finfo(dtype).min
-
-
 class Packing:
     """Where the real tokens of a padded (batch, seq) grid are, to pack and unpack them."""
     def __init__(self, attention_mask: torch.Tensor):
@@ -94,17 +88,6 @@ class Packing:
     def unpack(self, x):  # (tokens, ...) -> (batch, seq, ...), zeros at padding
         out = x.new_zeros(self.batch * self.seq, *x.shape[1:]).index_copy(0, self.index, x)
         return out.view(self.batch, self.seq, *x.shape[1:])
-
-
-def attention(query, key, value, mask=None, dropout_p=0.0, training=False):
-    """softmax(Q K^T / sqrt(d) + mask) V, the written-out version.
-    query/key/value: (batch, heads, seq, head_size); mask additive, broadcastable."""
-    scores = query @ key.transpose(-1, -2) / math.sqrt(query.size(-1))  # (b, h, s, s)
-    if mask is not None:
-        scores = scores + mask
-    probs = scores.softmax(dim=-1)
-    probs = F.dropout(probs, p=dropout_p, training=training)
-    return probs @ value, probs
 
 
 class BertSelfAttention(nn.Module):
@@ -137,7 +120,8 @@ class BertSelfAttention(nn.Module):
         k = self.split_heads(grid(self.key(hidden_states)))
         v = self.split_heads(grid(self.value(hidden_states)))
         p = self.dropout.p if self.training else 0.0
-        if self.attn_implementation == "sdpa" and not output_attentions:
+        if self.attn_implementation == "sdpa" and not output_attentions \
+                and yours.get("attention") is None:  # yours, when saved, runs in attention
             # Same maths, one fused kernel: no (b, h, s, s) tensor kept for backward.
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
             probs = None

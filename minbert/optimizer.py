@@ -18,6 +18,9 @@ import math
 
 import torch
 from torch.optim import Optimizer
+from torch.optim.adamw import adamw
+
+from . import yours
 
 
 class AdamW(Optimizer):
@@ -39,6 +42,38 @@ class AdamW(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """One step for every parameter with a gradient: yours (notebook 02's my_adamw_step,
+        saved with minbert.yours.save) one tensor at a time where saved, else a stand-in,
+        torch's adamw kernel given the step's lr and eps so that it takes this file's step."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        mine = yours.get("adamw_step")
+        for group, p in ((g, p) for g in self.param_groups for p in g["params"]):
+            if p.grad is not None:
+                if p.grad.is_sparse:
+                    raise RuntimeError("AdamW takes dense gradients only (torch.optim.SparseAdam "
+                                       "takes sparse ones)")
+                state = self.state[p]
+                if not state:
+                    state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                state["step"] += 1
+                if mine is not None:
+                    hyper = {k: group[k] for k in ("lr", "betas", "eps", "weight_decay",
+                                                   "correct_bias")}
+                    new = mine(p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
+                               **hyper)
+                    for old, value in zip((p, state["exp_avg"], state["exp_avg_sq"]), new):
+                        old.copy_(value)
+                else:
+                    torch_step(p, state, group)
+        return loss
+
+    ### BEGIN SOLUTION
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: F811
+        """The written-out step (notebook 02)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -67,6 +102,24 @@ class AdamW(Optimizer):
                 if group["weight_decay"] != 0.0:
                     p.mul_(1 - lr * group["weight_decay"])
         return loss
+    ### END SOLUTION
+
+
+def torch_step(p, state, group) -> None:
+    """The stand-in for one tensor at step t = state["step"]: torch's adamw kernel, which
+    computes p <- p - (L / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + E). With
+    E = eps / sqrt(1 - b2^t) and L = lr (no bias correction: L = lr (1 - b1^t) / sqrt(1 -
+    b2^t)) that is this file's p <- p - alpha m / (sqrt(v) + eps). Its weight decay comes
+    before the step, from the old p; this file's after, so it is applied here, after."""
+    t, (b1, b2) = state["step"], group["betas"]
+    lr, bc1, bc2 = group["lr"], 1 - b1 ** t, 1 - b2 ** t
+    adamw([p], [p.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [],
+          [torch.tensor(float(t - 1))], foreach=False, amsgrad=False, beta1=b1, beta2=b2,
+          lr=lr if group["correct_bias"] else lr * bc1 / math.sqrt(bc2), weight_decay=0.0,
+          eps=group["eps"] / math.sqrt(bc2), maximize=False)
+    decay = lr * group["weight_decay"]
+    if decay:
+        p.mul_(1 - decay)
 
 
 LR_DECAYS = ("constant", "linear")

@@ -138,12 +138,17 @@ def release(out_dir, notebooks_dir="notebooks", package: bool = True) -> list[Pa
 
 
 def copy_package(out: Path) -> None:
-    """out/minbert: the package as installed here, world-readable, replaced whole."""
+    """out/minbert: the package as installed here, world-readable, replaced whole; every
+    SOLUTION block of its files (a written-out exercise answer) removed, so the hand-out
+    runs the stand-ins before them, or the student's saved code (minbert.yours)."""
     tmp = out / ".minbert.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(PACKAGE, tmp, ignore=SKIP)
     for p in (tmp / "checks").glob("*.py"):
         p.write_text(strip_hidden(p.read_text(encoding="utf-8"), p.name), encoding="utf-8")
+    for p in tmp.rglob("*.py"):  # the written-out answers go; their stand-ins stay
+        text = p.read_text(encoding="utf-8")
+        p.write_text(replace_blocks(text, SOLUTION, [], str(p.relative_to(tmp))), encoding="utf-8")
     world_readable(tmp)
     files.replace_dir(tmp, out / "minbert")
 

@@ -95,8 +95,9 @@ def test_course_check_in_the_handout(handout, data_root):
 def make(*args, venv) -> subprocess.CompletedProcess:
     """make in the repository, with a virtual environment that does not exist: the refusals
     come before anything is built, and -n only prints."""
-    return subprocess.run(["make", *args, f"VENV={venv}"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(["make", "--no-print-directory", *args, f"VENV={venv}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)  # under `make test`
+    # too (a make inside make prints "Entering directory" by default)
 
 
 def test_make_check_takes_the_students_file(handout, tmp_path):

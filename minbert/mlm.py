@@ -129,20 +129,20 @@ def train_mlm(model: BertForMLM, texts: MaskedTexts, optimizer, epochs=1, max_st
 class MLMConfig:
     model: str = "minilm-l6"             # load_pretrained name or folder
     data: str | None = None              # data folder; None -> $MINBERT_DATA
-    batch_size: int = 4
+    batch_size: int = 4                  # reviews per micro-batch
     accumulation_steps: int = 1          # micro-batches per optimizer step
-    epochs: int = 3
+    epochs: int = 3                      # passes over the reviews
     lr: float = 5e-5                     # the encoder's
     head_lr: float = 1e-3                # the MLM head's (fresh when the checkpoint has none)
     head_warmup_steps: int = 0           # head-only steps first (fresh head only)
-    weight_decay: float = 0.0
-    max_length: int = 128
+    weight_decay: float = 0.0            # AdamW's decoupled weight decay
+    max_length: int = 128                # tokens per review (truncated)
     n_texts: int | None = None           # CFIMDB train reviews (None: all 1,707)
     n_eval: int | None = None            # CFIMDB dev reviews scored before and after
-    seed: int = 0
+    seed: int = 0                        # the order, the masks, dropout
     max_steps: int | None = None         # stop after this many optimizer steps
     freeze_encoder: bool = False         # the control run: train the head alone
-    eval_batch_size: int = 16
+    eval_batch_size: int = 16            # reviews per batch when scoring
     eval_seed: int = 1234                # the held-out masks (the same in every evaluation)
 
 

@@ -63,5 +63,4 @@ def predict_similarity_from_cosine(u: torch.Tensor, v: torch.Tensor) -> torch.Te
     (which that loss never asks for) mean "unrelated", score 0. Pearson r is
     invariant to the factor 5, and the clamp touches only pairs the model
     already calls unrelated."""
-    cos = F.cosine_similarity(u, v, dim=-1)
-    return STS_MAX * cos.clamp(0.0, 1.0)
+    return STS_MAX * F.cosine_similarity(u, v, dim=-1).clamp(0.0, 1.0)

@@ -3,6 +3,7 @@ no written-out answer, its stand-ins match independent oracles, and the function
 saves in 01 and 02 are what 04's training runs."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,15 @@ from test_handout import ROOT, student_env
 COUNTER = "MINBERT_TEST_COUNTER"  # a file each pasted answer appends one letter to, per call
 
 
+def code(line: str) -> str:
+    """A line as the scan compares it: stripped, without a trailing comment (a copy that drops
+    or changes the `# (B,)` after the code is still the same line of code)."""
+    s = line.strip()
+    return re.sub(r"\s+#.*$", "", s) if not s.startswith("#") else s
+
+
 def solution_lines(notebooks=ROOT / "notebooks", shortest=30) -> set:
-    """Every line (stripped) of >= `shortest` characters in a SOLUTION block of a notebook."""
+    """Every line of >= `shortest` characters (code(line)) in a SOLUTION block of a notebook."""
     lines = set()
     for path in sorted(notebooks.glob("0*.ipynb")):
         for cell in json.loads(path.read_text())["cells"]:
@@ -28,8 +36,8 @@ def solution_lines(notebooks=ROOT / "notebooks", shortest=30) -> set:
                 s = line.strip()
                 if s in course.SOLUTION:
                     inside = s == course.SOLUTION[0]
-                elif inside and len(s) >= shortest:
-                    lines.add(s)
+                elif inside and len(code(s)) >= shortest:
+                    lines.add(code(s))
     return lines
 
 
@@ -40,7 +48,7 @@ def leaks(folder: Path) -> list:
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.suffix != ".gz":
             text = p.read_bytes().decode("utf-8", errors="replace")
-            out += [f"{p}: {s.strip()}" for s in text.splitlines() if s.strip() in answers]
+            out += [f"{p}: {s.strip()}" for s in text.splitlines() if code(s) in answers]
     return out
 
 

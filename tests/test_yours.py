@@ -13,6 +13,7 @@ import pytest
 from nbclient import NotebookClient
 
 from minbert import course
+from minbert.course.notebooks import numbered_notebooks, secret_lines
 
 from test_handout import ROOT, student_env
 
@@ -26,19 +27,15 @@ def code(line: str) -> str:
     return re.sub(r"\s+#.*$", "", s) if not s.startswith("#") else s
 
 
-def solution_lines(notebooks=ROOT / "notebooks", shortest=30) -> set:
-    """Every line of >= `shortest` characters (code(line)) in a SOLUTION block of a notebook."""
+def solution_lines(shortest=30) -> set:
+    """Every line of >= `shortest` characters (as code() reads it) in a SOLUTION block of an
+    instructor notebook: the course's own scan (course.notebooks.secret_lines) of exercise cells."""
     lines = set()
-    for path in sorted(notebooks.glob("0*.ipynb")):
+    for path in numbered_notebooks(ROOT / "notebooks"):
         for cell in json.loads(path.read_text())["cells"]:
-            inside = False
-            for line in "".join(cell["source"]).splitlines():
-                s = line.strip()
-                if s in course.SOLUTION:
-                    inside = s == course.SOLUTION[0]
-                elif inside and len(code(s)) >= shortest:
-                    lines.add(code(s))
-    return lines
+            if "exercise" in cell.get("metadata", {}).get("tags", []):
+                lines |= {code(x) for x in secret_lines("".join(cell["source"]))}
+    return {x for x in lines if len(x) >= shortest}
 
 
 def leaks(folder: Path) -> list:

@@ -146,12 +146,36 @@ class BertSelfOutput(nn.Module):
 class BertAttention(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.self = BertSelfAttention(config)
+        # Yours (01's MyBertSelfAttention, saved with minbert.yours.save) where saved: its
+        # parameter names are the checkpoint's, so the pretrained weights load into it.
+        mine = yours.get("self_attention")
+        self.self = mine(config.hidden_size, config.num_attention_heads) if mine is not None \
+            else BertSelfAttention(config)
         self.output = BertSelfOutput(config)
+        self.num_heads = config.num_attention_heads
 
     def forward(self, hidden_states, mask=None, output_attentions=False, packing=None):
-        ctx, probs = self.self(hidden_states, mask, output_attentions, packing)
+        if isinstance(self.self, BertSelfAttention):
+            ctx, probs = self.self(hidden_states, mask, output_attentions, packing)
+        else:
+            ctx, probs = yours_self_attention(self.self, self.num_heads, hidden_states, mask,
+                                              output_attentions, packing)
         return self.output(ctx, hidden_states), probs
+
+
+def yours_self_attention(module, heads, hidden_states, mask, output_attentions, packing):
+    """Your module takes (batch, seq, hidden) and returns the context alone: lay packed tokens
+    out on the padded grid for it, and pack its output again. Its attention has no dropout.
+    The probabilities, when asked for, come from `attention` on its own Q and K."""
+    grid = packing.unpack(hidden_states) if packing is not None else hidden_states
+    ctx = module(grid, mask)
+    probs = None
+    if output_attentions:
+        b, s, h = grid.shape
+        q, k = (x(grid).view(b, s, heads, -1).transpose(1, 2)
+                for x in (module.query, module.key))
+        probs = attention(q, k, k, mask)[1]
+    return (packing.pack(ctx) if packing is not None else ctx), probs
 
 
 class BertIntermediate(nn.Module):

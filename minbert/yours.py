@@ -6,6 +6,7 @@ stand-in (a library-backed version, never the written-out answer):
 
     attention        01's my_attention           model.attention, in every BertSelfAttention
     self_attention   01's MyBertSelfAttention    the self-attention module of every BertLayer
+    embeddings       01's MyBertEmbeddings       BertModel's embeddings module
     adamw_step       02's my_adamw_step          optimizer.AdamW.step, one tensor at a time
     sentiment_head   03's sentiment_head         MultitaskBERT's SST loss (logits, loss)
     paraphrase_head  03's paraphrase_head        MultitaskBERT's Quora loss
@@ -60,6 +61,8 @@ PIECES = {
     "attention": Piece("01", "check_attention", "torch's scaled_dot_product_attention"),
     "self_attention": Piece("01", "check_self_attention_module", "the package's module",
                             (SENTENCES,)),
+    "embeddings": Piece("01", "check_embeddings_module", "transformers' BertEmbeddings",
+                        (SENTENCES,)),
     "adamw_step": Piece("02", "check_adamw_step", "torch's adamw"),
     "sentiment_head": Piece("03", "check_sentiment_head", "torch's cross_entropy"),
     "paraphrase_head": Piece("03", "check_paraphrase_head",

@@ -114,11 +114,13 @@ def test_the_handouts_stand_ins_match_the_oracles(handout, tmp_path):
 def answered(handout: Path, name: str, count=True) -> nbformat.NotebookNode:
     """The hand-out's notebook with the instructor's answers pasted into its exercise cells;
     with `count`, the pieces that flow forward also append a letter to $MINBERT_TEST_COUNTER
-    per call (a: my_attention, m: MyBertSelfAttention.forward, s: my_adamw_step, h: a head)."""
+    per call (a: my_attention, m: MyBertSelfAttention.forward, e: MyBertEmbeddings.forward,
+    s: my_adamw_step, h: a head)."""
     instructor = course.read_notebook(ROOT / "notebooks" / name)
     answers = {c["id"]: c["source"] for c in instructor["cells"]
                if "exercise" in c["metadata"].get("tags", [])}
     letters = {"def my_attention": ("a", 1), "class MyBertSelfAttention": ("m", 2),
+               "class MyBertEmbeddings": ("e", 2),
                "def my_adamw_step": ("s", 1), "def sentiment_head": ("h", 1),
                "def paraphrase_head": ("h", 1), "def similarity_head": ("h", 1)} if count else {}
     nb = nbformat.read(handout / name, as_version=4)
@@ -164,10 +166,10 @@ def test_04_trains_with_the_students_attention_module_adamw_and_heads(handout, t
     monkeypatch.setenv("MINBERT_CHECKS", "report")  # 04's own exercise is left unanswered
     texts = run(nbformat.read(handout / "04_round_robin.ipynb", as_version=4), handout)
     calls = counter.read_text()
-    assert {"a", "m", "s", "h"} <= set(calls), f"04 called: {calls!r}"
-    assert pieces(texts) == ("pieces: yours: attention (01), self_attention (01), adamw_step "
-                             "(02), sentiment_head (03), paraphrase_head (03), similarity_head "
-                             "(03) | stand-ins: none")
+    assert {"a", "m", "e", "s", "h"} <= set(calls), f"04 called: {calls!r}"
+    assert pieces(texts) == ("pieces: yours: attention (01), self_attention (01), embeddings "
+                             "(01), adamw_step (02), sentiment_head (03), paraphrase_head (03), "
+                             "similarity_head (03) | stand-ins: none")
 
 
 def test_unanswered_notebooks_run_on_stand_ins(handout, tmp_path, monkeypatch):

@@ -179,7 +179,7 @@ def save(fn, name: str) -> None:
                 reason = _failure(piece, lambda: _load(tmp))
                 if reason is not None:  # e.g. it uses a name defined elsewhere in the notebook
                     raise ValueError(f"saved alone it fails: {reason}")
-        except ValueError as e:
+        except (ValueError, OSError) as e:  # OSError: a read-only folder (set $MINBERT_YOURS)
             reason = str(e)
     if reason is not None:
         print(f"{what} not saved ({piece.check}: {reason}); the package keeps running "

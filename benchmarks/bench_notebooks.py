@@ -60,9 +60,9 @@ def run_handout(nb: Path, mode: str, yours: Path) -> tuple[float, str]:
     if r.returncode:
         return dt, "FAILED: " + r.stderr.strip().splitlines()[-1]
     cells = json.loads((out / nb.name).read_text())["cells"]
-    text = "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
+    text = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
     pieces = next((x for x in text.splitlines() if x.startswith("pieces:")), "(no pieces line)")
-    return dt, f"ran to the end; {text.count('not done yet')} checks not done yet; {pieces}"
+    return dt, f"ran to the end; 'not done yet' x{text.count('not done yet')}; {pieces}"
 
 
 def handout_folder() -> Path:

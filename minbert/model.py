@@ -173,7 +173,7 @@ def yours_self_attention(module, heads, hidden_states, mask, output_attentions, 
     ctx = module(grid, mask)
     probs = None
     if output_attentions:
-        b, s, h = grid.shape
+        b, s, _ = grid.shape
         q, k = (x(grid).view(b, s, heads, -1).transpose(1, 2)
                 for x in (module.query, module.key))
         probs = attention(q, k, k, mask)[1]

@@ -34,9 +34,9 @@ BOX = """
 :::{{admonition}} Run it yourself
 :class: tip
 This page is the student's hand-out of `{name}` (every exercise unanswered, as you get it),
-run top to bottom in **CI mode** (`MINBERT_CI=1`: small data, few steps), so its numbers
-are smaller than a student-mode run's, and each check prints "not done yet" where your
-answer will go. To run it, from a clone of the repository (see [Set up](../README.md#set-up)):
+run top to bottom in **CI mode** (`MINBERT_CI=1`): its training cells ran on small data for
+few steps, so their numbers are below a student-mode run's (notebook 08 trains nothing: it
+reads the committed results), and each check prints "not done yet" where your answer goes. To run it, from a clone of the repository (see [Set up](../README.md#set-up)):
 
 ```bash
 {commands}```
@@ -126,7 +126,7 @@ def write_sources(handout: Path, src: Path, notebooks: dict) -> None:
     shutil.copy(ROOT / "site" / "index.md", src / "index.md")
 
 
-def build(out: Path, work: Path, jobs: int = 1) -> None:
+def build(out: Path, work: Path) -> None:
     start = time.time()
     handout = work / "handout"
     paths = course.release(handout, ROOT / "notebooks")
@@ -140,8 +140,8 @@ def build(out: Path, work: Path, jobs: int = 1) -> None:
     if out.exists():
         shutil.rmtree(out)
     subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-W", "--keep-going",
-                    "-j", str(jobs), "-c", str(ROOT / "site"), "-d", str(work / "doctrees"),
-                    str(work / "src"), str(out)], check=True)
+                    "-c", str(ROOT / "site"), "-d", str(work / "doctrees"), str(work / "src"),
+                    str(out)], check=True)  # -W: a broken link or missing page fails the build
     print(f"site written to {out}/index.html in {time.time() - start:.0f} s")
 
 

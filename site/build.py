@@ -148,10 +148,11 @@ def build(out: Path, work: Path) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "site")
-    parser.add_argument("--work", type=Path, default=ROOT / "build" / "site-work",
-                        help="the hand-out and the Sphinx sources (rebuilt each time)")
+    parser.add_argument("--work", type=Path, help="the hand-out and the Sphinx sources, "
+                        "rebuilt each time (default: OUT-work beside OUT)")
     args = parser.parse_args(argv)
-    build(args.out.resolve(), args.work.resolve())
+    out = args.out.resolve()
+    build(out, (args.work or out.parent / f"{out.name}-work").resolve())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""The course as a website (issue 30): `site/build.py`, what `make site` runs, builds it into a
-temporary folder, and headless Chromium (Debian's `chromium`, driven by Playwright with
-executable_path: no browser download) reads every page, served by `python -m http.server`
-and opened from disk (file://):
+"""The course as a website (issue 30): `make site` builds it into a temporary folder (its
+recipe, `site/build.py`, where make would first install), and headless Chromium (Debian's
+`chromium`, driven by Playwright with executable_path: no browser download) reads every
+page, served by `python -m http.server` and opened from disk (file://):
 - no page logs a console error or asks for anything outside the site, every image loaded
   (naturalWidth > 0), every internal link finds its page and anchor;
 - each notebook has its page, with as many figures as its run drew; the results page holds
@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -44,13 +45,16 @@ def site(tmp_path_factory, data_root) -> Path:
     if os.environ.get("MINBERT_SITE"):
         return Path(os.environ["MINBERT_SITE"]).resolve()
     pytest.importorskip("sphinx", reason="the site needs Sphinx: pip install -e \".[dev]\"")
-    tmp = tmp_path_factory.mktemp("site")
+    out = tmp_path_factory.mktemp("site") / "site"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, str(ROOT / "site" / "build.py"), "--out",
-                           str(tmp / "site"), "--work", str(tmp / "site-work")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    venv = f"VENV={sys.prefix}"  # the environment running the tests: `make site` as typed,
+    # where make finds it up to date (as `make test` and .ci/run leave it); else its recipe
+    made = shutil.which("make") and subprocess.run(["make", "-q", "env", venv], cwd=ROOT).returncode == 0
+    command = ["make", "site", venv, f"SITE={out}"] if made else \
+        [sys.executable, str(ROOT / "site" / "build.py"), "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    return tmp / "site"
+    return out
 
 
 def answers() -> set:

@@ -3,6 +3,12 @@
 Offline by construction: the theme (sphinx-book-theme, on pydata-sphinx-theme: its fonts
 and scripts are in the wheel), MathJax (sphinx-mathjax-offline copies it into _static) and
 the search index are all local files; notebooks are rendered as run, never executed here.
+
+Why Sphinx with myst-nb and not Jupyter Book 2 (mystmd), its successor: the jupyter-book 2
+wheel is a Node.js program (it needs `node`, and offers to download one through nodeenv),
+and its HTML build downloads the site theme from the MyST templates API at build time
+(mystmd issues #207 and #1451 ask for an offline build); `make site` must fetch nothing.
+myst-nb is the same project's Sphinx reader, and the book theme comes as a wheel.
 """
 project = "minbert"
 html_title = "minbert: multitask BERT, rebuilt notebook by notebook"

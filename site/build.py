@@ -36,7 +36,8 @@ BOX = """
 This page is the student's hand-out of `{name}` (every exercise unanswered, as you get it),
 run top to bottom in **CI mode** (`MINBERT_CI=1`): its training cells ran on small data for
 few steps, so their numbers are below a student-mode run's (notebook 08 trains nothing: it
-reads the committed results), and each check prints "not done yet" where your answer goes. To run it, from a clone of the repository (see [Set up](../README.md#set-up)):
+reads the committed results), and each check prints "not done yet" where your answer goes.
+To run it, from a clone of the repository (see [Set up](../README.md#set-up)):
 
 ```bash
 {commands}```

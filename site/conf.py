@@ -11,6 +11,7 @@ and its HTML build downloads the site theme from the MyST templates API at build
 myst-nb is the same project's Sphinx reader, and the book theme comes as a wheel.
 """
 project = "minbert"
+author = "the minbert course"
 html_title = "minbert: multitask BERT, rebuilt notebook by notebook"
 root_doc = "index"
 extensions = ["myst_nb", "sphinx-mathjax-offline"]  # the latter's import name has dashes

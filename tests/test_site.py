@@ -28,8 +28,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from minbert.course.notebooks import SOLUTION, numbered_notebooks, secret_lines
-from minbert.course.releasing import replace_blocks
+from minbert.course.notebooks import SOLUTION, numbered_notebooks, read_notebook, secret_lines
+from minbert.course.releasing import release_notebook, replace_blocks
 from test_yours import code, solution_lines
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,17 +57,29 @@ def site(tmp_path_factory, data_root) -> Path:
     return out
 
 
+def handed_out() -> set:
+    """Every line the hand-out holds (as code() reads it): the released package's files and
+    the released notebooks' cells, each as the release writes it."""
+    lines = set()
+    for p in sorted((ROOT / "minbert").rglob("*.py")):
+        lines |= {code(x) for x in replace_blocks(p.read_text(encoding="utf-8"), SOLUTION, [],
+                                                  p.name).splitlines()}
+    for p in numbered_notebooks(ROOT / "notebooks"):
+        for cell in release_notebook(read_notebook(p), p.name)["cells"]:
+            lines |= {code(x) for x in "".join(cell["source"]).splitlines()}
+    return lines
+
+
 def answers() -> set:
     """The lines no page may show: every solution line of the instructor notebooks (as
     test_yours scans them) and of the package's `### BEGIN SOLUTION` blocks, 30+ characters;
-    a block's line that its file also holds outside the blocks (the `def` line the stand-in
-    shares) is the hand-out's too, so not a secret."""
+    a block's line that the hand-out also holds outside any block (the `def` line a stand-in
+    shares, an exercise's own `def forward(...)` line, a LayerNorm line another module has)
+    is handed out, so not a secret (tests/test_yours.py checks the hand-out itself)."""
     package = set()
     for p in sorted((ROOT / "minbert").rglob("*.py")):
-        text = p.read_text(encoding="utf-8")
-        outside = {code(x) for x in replace_blocks(text, SOLUTION, [], p.name).splitlines()}
-        package |= {code(x) for x in secret_lines(text)} - outside
-    return solution_lines() | {x for x in package if len(x) >= 30}
+        package |= {code(x) for x in secret_lines(p.read_text(encoding="utf-8"))}
+    return solution_lines() | {x for x in package - handed_out() if len(x) >= 30}
 
 
 class _Text(HTMLParser):
@@ -248,7 +260,8 @@ def test_each_notebook_page_shows_its_figures_and_how_to_run_it(browser, site, s
         page.close()
     assert drawn_figures(site, "08_results") >= 3, "Figure 1, the overview, the conflict grid"
     page, _ = visit(browser, f"{served}/notebooks/04_round_robin.html")
-    assert "adamw_step = stand-in" in page.locator("main").inner_text(), "the hand-out's package ran"
+    assert "pieces: yours: none yet | stand-ins: attention (" in page.locator("main").inner_text(), \
+        "the hand-out's package ran"
     page.close()
 
 

@@ -37,6 +37,7 @@ class Job:
     files_from: Path | None    # copy the plain files of this folder into work/
     hide: list = field(default_factory=list)
     work: Path | None = None   # run in this folder instead of a throwaway one (`course check`)
+    results: dict = field(default_factory=dict)  # {cell id: the harness's result} after the run
 
 
 def copy_files(src: Path | None, dst: Path) -> None:
@@ -112,6 +113,8 @@ def run_jobs(jobs: list[Job], workers: int = 0, cell_timeout: float = 120,
         junit = root / "junit.xml"
         if not junit.exists():
             raise RuntimeError("nbval wrote no results; pytest said:\n" + "\n".join(tail))
+        for i, job in enumerate(jobs):
+            job.results = read_results(root / f"j{i:04d}" / "results")
         return read_junit(junit, len(jobs))
     finally:
         if not os.environ.get("MINBERT_KEEP_GRADING"):
@@ -131,6 +134,12 @@ def stream(argv, env, progress) -> list[str]:
             else:
                 tail = (tail + [line])[-40:]
     return tail
+
+
+def read_results(folder: Path, cap: int = 16 << 20) -> dict:
+    """{cell id: base64 text} that nbvalplugin kept (grader-only files), each at most cap."""
+    files = sorted(folder.glob("*.b64")) if folder.is_dir() else []
+    return {f.stem: f.read_text() for f in files if f.stat().st_size <= cap}
 
 
 def read_junit(path: Path, n: int) -> list[dict]:

@@ -12,7 +12,7 @@ from typing import Callable
 
 from minbert import files
 
-from . import guard, reports
+from . import guard, oracles, reports
 from .engine import Job, run_jobs
 from .notebooks import fmt, instructor_notebooks, kind, points, read_notebook, tags
 from .releasing import student_source
@@ -126,6 +126,12 @@ class Graded:
         self.secrets = ctx.secrets
         self.flags = [f for c in nb["cells"] if kind(c) == "exercise"
                       for f in guard.flags(c["id"], c["source"], ctx)]
+        self.plans = oracles.plan_notebook(nb, oracles.grading_key(inst_path.read_bytes()),
+                                           student, inst_path.name)
+        for c in nb["cells"]:
+            if kind(c) == "check" and c["id"] not in self.plans:
+                self.warn.setdefault(c["id"], []).append(
+                    f"check {c['id']}: scored in the kernel (no grader-side check)")
         self.nb = nb
         self.job = Job(f"{student}/{inst_path.name}", nb, inst_path.parent,
                        hide=[inst_path.parent, *hide])
@@ -135,6 +141,10 @@ class Graded:
         if self.job is None:
             return self.rows
         by_index = {i: ran[c["id"]] for i, c in enumerate(self.nb["cells"]) if c["id"] in ran}
+        for i, c in enumerate(self.nb["cells"]):
+            if c["id"] in self.plans:
+                by_index[i] = oracles.verdict(self.plans[c["id"]], *ran.get(
+                    c["id"], ("not-run", "not executed")), self.job.results.get(c["id"]))
         for r, (outcome, reason, notes) in zip(self.rows, score_checks(self.nb, by_index,
                                                                        self.warn)):
             r.update(outcome=outcome, reason=guard.clean_reason(reason, self.secrets),
@@ -218,8 +228,9 @@ def score_checks(nb: dict, ran: dict, warn: dict):
 
 
 def check_outcome(status: str, reason: str) -> tuple[str, str]:
-    """pass, fail (an AssertionError), error, timeout or not-run."""
-    if status == "error" and reason.startswith("AssertionError"):
+    """pass, fail (an AssertionError), error, timeout or not-run (a grader-side verdict is
+    already one of these)."""
+    if status in ("error", "fail") and reason.startswith("AssertionError"):
         return "fail", reason
     return {"ok": "pass", "error": "error"}.get(status, status), reason
 

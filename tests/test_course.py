@@ -262,7 +262,7 @@ def make_broken(released: Path, root: Path) -> Path:
     wrong = copy.deepcopy(cell(dup, "ex-scale"))
     wrong["source"] = "def scale(x):\n    return 0"
     dup["cells"].insert(3, wrong)
-    cell(dup, "ex-clip")["source"] += "\nget_ipython()  # reaches into the kernel: flagged"
+    cell(dup, "ex-clip")["source"] += "\nimport transformers  # a finished implementation: flagged"
     save(dup, subs / "gus" / "02_scale.ipynb")
     return subs
 
@@ -500,7 +500,8 @@ def test_release_is_a_complete_world_readable_student_folder(tmp_path):
 
 def test_guard_never_flags_the_solutions_or_the_stubs():
     """Every exercise of every notebook, as solved in the instructor copy and as released,
-    passes the guard; a one-line patch in the same cell is flagged with its line."""
+    raises no review flag, nor does ordinary code (a loop variable named like a setup name);
+    a call of torch's internals in the same cell is flagged with its line."""
     notebooks = REAL or course.numbered_notebooks(FIXTURES)
     for nb in notebooks:
         inst = load(nb)
@@ -509,8 +510,10 @@ def test_guard_never_flags_the_solutions_or_the_stubs():
             if "exercise" in c["metadata"].get("tags", []):
                 assert guard.flags(c["id"], c["source"], ctx) == [], (nb.name, c["id"])
                 assert guard.flags(c["id"], course.student_source(c), ctx) == [], (nb.name, c["id"])
-                patched = c["source"] + "\nimport torch\ntorch.allclose = lambda *a, **k: True"
+                patched = c["source"] + "\nimport torch\nmm = torch.ops.aten.mm"
                 n = len(patched.splitlines())
                 assert guard.flags(c["id"], patched, ctx) == [
-                    f"exercise {c['id']} line {n}: assigns into `torch.allclose`, which it did not "
-                    "make (a module attribute or a name the checks use)"], (nb.name, c["id"])
+                    f"exercise {c['id']} line {n}: uses `torch.ops.aten.mm`, a finished "
+                    "implementation"], (nb.name, c["id"])
+                honest = c["source"] + "\nfor t in range(2):\n    data = [x for x in range(t)]\n"
+                assert guard.flags(c["id"], honest, ctx) == [], "loop variables are ordinary code"

@@ -89,6 +89,9 @@ ATTACKS = {
                      "    return minbert.model.attention(query, key, value, mask)\n"),
     "a14_leak": WRONG.replace("    return probs", "    raise RuntimeError({secret!r})\n    return probs"),
     "a15_env_report": "import os\nos.environ.update(MINBERT_CHECKS='report')\n" + WRONG,
+    # the control: a probe of what the kernel may do (write in its folder), so that a blocked
+    # probe above is known to be blocked, not broken
+    "m02_control": "ok, why = open('probe.txt', 'w').write('x') == 1, ''\n" + IF_OK,
 }
 HONEST = ("m01_right", "z99_untouched")
 
@@ -209,18 +212,21 @@ def test_in_kernel_attacks_are_flagged(attack_class):
 
 
 def test_sandbox_blocks_files_network_limits(attack_class):
+    """A probe's answer is right only if it got through; the kernel's own words (the probe's
+    message) never reach the grade, so a blocked probe is a `RuntimeError` the grader names,
+    and the control probe (allowed) passes."""
     rows = attack_class["rows"]
-    assert "blocked: " in row(rows, "a02_write_outside")["reason"]
-    assert "blocked: " in row(rows, "a03_read_instructor")["reason"]
-    assert "blocked: " in row(rows, "a04_network")["reason"]
-    assert "blocked: home looks empty" in row(rows, "a16_read_home")["reason"]
+    blocked = "your code raised RuntimeError on the grader's input 1"
+    for student in ("a02_write_outside", "a03_read_instructor", "a04_network", "a16_read_home"):
+        assert row(rows, student)["reason"] == blocked, row(rows, student)
+    assert row(rows, "m02_control")["outcome"] == "pass", row(rows, "m02_control")
     assert "MemoryError" in row(rows, "a05_memory")["reason"]
     assert row(rows, "a06_fork_loop")["outcome"] in ("error", "not-run"), row(rows, "a06_fork_loop")
     assert "BlockingIOError" in row(rows, "a06_fork_loop")["reason"] or \
         row(rows, "a06_fork_loop")["outcome"] == "not-run"
     assert row(rows, "a07_output")["outcome"] == "fail"
-    assert row(rows, "a15_env_report")["outcome"] == "fail"  # the check still raised
-    assert row(rows, "a08_rebind_check")["outcome"] == "fail"  # re-imported by the grader
+    assert row(rows, "a15_env_report")["outcome"] == "fail"  # judged outside the kernel
+    assert row(rows, "a08_rebind_check")["outcome"] == "fail"
     assert not attack_class["accepted"], "a kernel reached the host's 127.0.0.1"
     assert not list(attack_class["outside"].iterdir())
     assert not Path("/pwned").exists() and not (attack_class["home"] / "pwned").exists()

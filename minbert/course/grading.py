@@ -114,7 +114,7 @@ class Graded:
         self.rows = [dict(student=student, notebook=inst_path.name, check=c["id"],
                           points=fmt(points(c)), score="0", outcome="", reason="", warnings=[])
                      for c in self.inst["cells"] if kind(c) == "check"]
-        self.job, self.flags = None, []
+        self.job, self.flags = None, {}
         if not self.rows:  # nothing to grade (e.g. 08_results, which only reads results/)
             return
         try:
@@ -124,8 +124,7 @@ class Graded:
             return
         ctx = guard.Context(self.inst)
         self.secrets = ctx.secrets
-        self.flags = [f for c in nb["cells"] if kind(c) == "exercise"
-                      for f in guard.flags(c["id"], c["source"], ctx)]
+        self.flags = review_flags(nb, ctx)
         self.plans = oracles.plan_notebook(nb, oracles.grading_key(inst_path.read_bytes()),
                                            student, inst_path.name)
         for c in nb["cells"]:
@@ -147,12 +146,25 @@ class Graded:
                     c["id"], ("not-run", "not executed")), self.job.results.get(c["id"]))
         for r, (outcome, reason, notes) in zip(self.rows, score_checks(self.nb, by_index,
                                                                        self.warn)):
+            flags = self.flags.get(r["check"], [])
             r.update(outcome=outcome, reason=guard.clean_reason(reason, self.secrets),
-                     warnings=[guard.clean_reason(n, self.secrets) for n in notes] + self.flags,
+                     warnings=[guard.clean_reason(n, self.secrets) for n in notes] + flags,
                      score=r["points"] if outcome == "pass" else "0")
-            if strict and self.flags:
-                r.update(outcome="flagged", score="0", reason=f"--strict: {self.flags[0]}")
+            if strict and flags:
+                r.update(outcome="flagged", score="0", reason=f"--strict: {flags[0]}")
         return self.rows
+
+
+def review_flags(nb: dict, ctx) -> dict:
+    """{check id: the review flags of the exercise cells it answers for (those since the
+    previous check)}: calls of finished implementations, for the instructor to read."""
+    out, pending = {}, []
+    for c in nb["cells"]:
+        if kind(c) == "exercise":
+            pending += [f"review flag: {f}" for f in guard.flags(c["id"], c["source"], ctx)]
+        elif kind(c) == "check":
+            out[c["id"]], pending = pending, []
+    return out
 
 
 @dataclass(frozen=True)

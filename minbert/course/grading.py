@@ -14,7 +14,8 @@ from minbert import files
 
 from . import guard, oracles, reports
 from .engine import Job, run_jobs
-from .notebooks import fmt, instructor_notebooks, kind, points, read_notebook, tags
+from .notebooks import (Ungradable, fmt, instructor_notebooks, kind, load_submission, points,
+                        read_notebook, tags)
 from .releasing import student_source
 from .sandbox import bwrap
 
@@ -88,27 +89,10 @@ def take_exercise(cell: dict, mine: list, by_order: dict | None) -> list[str]:
 
 # --- score one notebook -------------------------------------------------------------------
 
-class Ungradable(Exception):
-    """A submitted file that cannot be graded at all: every check scores 0 with `outcome`."""
-
-    def __init__(self, outcome: str, reason: str):
-        super().__init__(reason)
-        self.outcome = outcome
-
-
-def load_submission(path, name: str) -> dict:
-    if not Path(path).exists():
-        raise Ungradable("missing-file", f"{name} not found in the submission")
-    try:
-        return read_notebook(path)
-    except (ValueError, OSError, UnicodeDecodeError) as e:
-        raise Ungradable("error", f"cannot read {name}: {e}") from None
-
-
 class Graded:
     """One (student, notebook): its rows (one per check cell), and what is to be run."""
 
-    def __init__(self, student: str, inst_path, student_path, hide=()):
+    def __init__(self, student: str, inst_path, student_path):
         inst_path = Path(inst_path)
         self.inst = read_notebook(inst_path)
         self.rows = [dict(student=student, notebook=inst_path.name, check=c["id"],
@@ -132,8 +116,7 @@ class Graded:
                 self.warn.setdefault(c["id"], []).append(
                     f"check {c['id']}: scored in the kernel (no grader-side check)")
         self.nb = nb
-        self.job = Job(f"{student}/{inst_path.name}", nb, inst_path.parent,
-                       hide=[inst_path.parent, *hide])
+        self.job = Job(f"{student}/{inst_path.name}", nb, inst_path.parent)
 
     def score(self, ran: dict, strict: bool) -> list[dict]:
         """Fill the rows from {cell id: (status, reason)}."""
@@ -284,8 +267,7 @@ def grade(submissions, out_csv, notebooks_dir="notebooks", only=None,
     if not students:
         raise FileNotFoundError(f"no student folders in {submissions}")
     out_csv = Path(out_csv)
-    hide = [Path(submissions).resolve(), out_csv.resolve().parent]
-    graded = [Graded(s, nb.resolve(), Path(submissions, s, nb.name), hide)
+    graded = [Graded(s, nb.resolve(), Path(submissions, s, nb.name))
               for s in students for nb in notebooks]
     rows = [r for res in run_all(graded, options) for r in res]
     reports.write_all(out_csv, rows, students)

@@ -63,7 +63,7 @@ def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
     from jupyter_client.manager import KernelManager
     from nbval.kernel import NbvalKernelspecManager
     cfg = job_of(kwargs.get("cwd") or ".")
-    extra = {"transport": "ipc", "ip": f"{cfg['work']}/ipc"} if cfg.get("transport") == "ipc" \
+    extra = {"transport": "ipc", "ip": f"{cfg['ipc']}/k"} if cfg.get("transport") == "ipc" \
         else {}
     km = KernelManager(kernel_name=kernel_name, kernel_spec_manager=NbvalKernelspecManager(),
                        **extra)

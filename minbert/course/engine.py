@@ -2,15 +2,20 @@
 
 Each (student, notebook) gets a throwaway folder under one private temporary root:
 
+    ROOT/handout/minbert/         the hand-out's package (the release's copy): /course in the sandbox
     ROOT/jNNNN/nb/NN_name.ipynb   the assembled notebook (grader only: the kernel never sees it)
-    ROOT/jNNNN/work/              the kernel's working directory, its only writable place:
-                                  a copy of the files beside your notebooks (not the notebooks)
+    ROOT/jNNNN/files/             copies of the plain files beside your notebooks (read-only
+                                  in the kernel's /work)
+    ROOT/jNNNN/ipc/               the kernel's sockets (/ipc in the sandbox; as root a 1 MB tmpfs)
+    ROOT/jNNNN/work/              the kernel's working directory when run without the sandbox
+    ROOT/jNNNN/results/           the harness's result of each check cell (nbvalplugin writes it)
     ROOT/jNNNN/sandbox.json       what the kernel launcher (sandbox.py) reads
 
 pytest runs outside the sandbox, as the grader; each kernel starts through the
 `minbert-sandbox` kernelspec. `-n N` is pytest-xdist with `--dist loadfile` (a notebook's cells
 stay in one kernel). Results come back through `--junitxml` (nbvalplugin.py records each
-cell's status and reason as properties). The root is deleted afterwards.
+cell's status and reason as properties), the harness's results through results/ (read into
+`Job.results`). The root is deleted afterwards.
 """
 import json
 import os
@@ -26,6 +31,7 @@ from .notebooks import dumps_notebook
 from .releasing import copy_package
 from .sandbox import KERNEL_NAME, WORK_MB, job_config, kernelspec
 
+LAST_RUN: dict = {}  # grader_peak_mb: the largest resident size of the last run's pytest processes
 UID_BASE = 61000  # as root, job i's kernel runs as uid UID_BASE + i (no such user needed)
 DEFAULT_LIMITS = {"memory": 8192, "processes": 256, "file_size": 256, "cpu": None,
                   "files": 1024, "work_mb": 256}
@@ -128,7 +134,10 @@ def run_jobs(jobs: list[Job], workers: int = 0, cell_timeout: float = 120,
             c["cell_type"] == "code" for c in j.nb["cells"])} for p, j in zip(paths, jobs)}
         env = {k: v for k, v in os.environ.items()  # not an outer pytest's worker variables
                if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
-        env = {**env, "JUPYTER_PATH": str(root), "JUPYTER_RUNTIME_DIR": str(root / "rt"),
+        here = str(Path(__file__).resolve().parents[2])  # this grader's package, not another
+        env = {**env, "PYTHONPATH": os.pathsep.join([here, env.get("PYTHONPATH", "")]).rstrip(
+                   os.pathsep),
+               "JUPYTER_PATH": str(root), "JUPYTER_RUNTIME_DIR": str(root / "rt"),
                "MINBERT_PROGRESS": json.dumps(expect), "PYTEST_ADDOPTS": "",
                "MINBERT_CHECKS": "raise", "MINBERT_CI": "1"}
         tail = stream(pytest_argv(paths, root, workers, cell_timeout, notebook_timeout), env,
@@ -138,6 +147,8 @@ def run_jobs(jobs: list[Job], workers: int = 0, cell_timeout: float = 120,
             raise RuntimeError("nbval wrote no results; pytest said:\n" + "\n".join(tail))
         for i, job in enumerate(jobs):
             job.results = read_results(root / f"j{i:04d}" / "results")
+        LAST_RUN["grader_peak_mb"] = max(int(p.read_text()) for p in root.glob("peak-*")) // 1024 \
+            if list(root.glob("peak-*")) else None
         return read_junit(junit, len(jobs))
     finally:
         for ipc in root.glob("j*/ipc"):

@@ -1,8 +1,10 @@
 """Tamper-proof grading: only the student's exercise cells are copied into the pristine
 instructor notebook, which nbval runs in a fresh, sandboxed kernel (engine.py, sandbox.py);
-each check cell scores by whether it raised. Editing, faking or deleting a check gains
-nothing, exercise code that could bend a check is flagged (guard.py; `strict` scores it 0),
-and no submission stops the class from being graded.
+each check cell becomes a harness that returns the student's outputs on grader-drawn inputs,
+scored here against the grader's oracle (oracles.py, verdict.py). Editing, faking or deleting
+a check gains nothing, patching the kernel changes only the student's own outputs, calls of
+finished implementations are review flags (guard.py; `strict` scores that exercise 0), and no
+submission stops the class from being graded.
 """
 import copy
 import sys

@@ -9,8 +9,10 @@ and cell classes (nbval 0.11):
 - a dead kernel is noticed within a second (nbval would wait for the cell timeout);
 - a notebook time limit besides nbval's per-cell one (cells past it are skipped, `not-run`),
   and after a kernel that died or did not answer an interrupt, the rest is `not-run`;
-- every message is size-checked before its JSON is decoded (`gated`: a kernel's 300 MB
-  `_repr_png_` is dropped as bytes, never parsed), and printed output is capped per cell;
+- a message over MESSAGE_CAP is dropped by zmq before it is received (MAXMSGSIZE: a
+  kernel's 300 MB `_repr_png_` never reaches the grader's memory; `quiet_idle` makes up the
+  idle status lost with it), one with oversized headers before it is decoded (`gated`), and
+  printed output is capped per cell;
 - the harness's result (a display message of type verdict.MIME, sent during its own cell)
   is written, as it came, to the job's grader-only `results/<cell id>.b64`; it is data for
   the grading process, never shown or decoded here;
@@ -69,6 +71,8 @@ def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
                        **extra)
     km.start_kernel(**{**kwargs, "stdout": open(os.devnull, "w")})  # noqa: SIM115
     kc = km.client()
+    import zmq
+    kc.context.setsockopt(zmq.MAXMSGSIZE, MESSAGE_CAP)  # larger: dropped by zmq, unread
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=startup_timeout)
@@ -93,6 +97,7 @@ def await_reply(self, msg_id, timeout=None):
                 raise KernelDied("the kernel died") from None
             continue
         if msg["parent_header"].get("msg_id") == msg_id:
+            self._minbert_replied = msg_id
             return
 
 
@@ -122,10 +127,30 @@ def gated(deserialize):
     return des
 
 
+def quiet_idle(kernel, get_message, stream: str, timeout):
+    """A message; on iopub, after the cell's reply came, 3 s of silence count as its idle
+    status: a message over the cap was dropped by zmq (MAXMSGSIZE) with its connection, and
+    the idle status sent while it reconnected may be lost with it."""
+    replied = getattr(kernel, "_minbert_replied", None)
+    if stream != "iopub" or replied is None or replied != getattr(kernel, "_minbert_cell", 0):
+        return get_message(kernel, stream, timeout)
+    end = None if timeout is None else monotonic() + float(timeout)
+    while True:
+        try:
+            return get_message(kernel, stream, 3.0 if end is None else
+                               max(0.0, min(3.0, end - monotonic())))
+        except Empty:
+            if end is not None and monotonic() >= end:
+                raise
+            return {"msg_type": "status", "parent_header": {"msg_id": replied},
+                    "header": {"msg_type": "status", "msg_id": ""}, "metadata": {},
+                    "content": {"execution_state": "idle"}}
+
+
 def capped(get_message):
     """Wrap RunningKernel.get_message: past OUTPUT_CAP bytes per cell, outputs are emptied."""
     def get(self, stream, timeout=None):
-        msg = get_message(self, stream, timeout)
+        msg = quiet_idle(self, get_message, stream, timeout)
         content, parent = msg.get("content", {}), msg["parent_header"].get("msg_id")
         data = content.get("data") if isinstance(content.get("data"), dict) else {}
         if MIME in data:  # the harness's result: kept aside, not an output
@@ -248,6 +273,15 @@ _PROGRESS = {"done": {}, "out": os.dup(1), "worker": False}  # fd 1 before pytes
 
 def pytest_sessionstart(session):
     _PROGRESS["worker"] = hasattr(session.config, "workerinput")
+
+
+def pytest_sessionfinish(session):
+    """Each grading process's peak memory (KiB), for engine.LAST_RUN."""
+    rt = os.environ.get("JUPYTER_RUNTIME_DIR")
+    if rt and Path(rt).parent.is_dir():
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        Path(rt).parent.joinpath(f"peak-{os.getpid()}").write_text(str(peak))
 
 
 def pytest_runtest_logreport(report):

@@ -1,19 +1,20 @@
 """The kernel launcher that grading runs each student's notebook through.
 
-The grader's kernelspec points here: `python -m minbert.course.sandbox CONNECTION_FILE`. It
-starts in the job's grader-only folder (nbval starts kernels in the notebook's folder), reads
-that job's `sandbox.json`, sets resource limits, and execs the kernel:
+The grader's kernelspec runs this file: `python .../sandbox.py CONNECTION_FILE` (a file, not
+`-m`, so the launcher is always this grader's). It starts in the job's grader-only folder
+(nbval starts kernels in the notebook's folder), reads that job's `sandbox.json`, sets
+resource limits, and execs the kernel:
 
     [bwrap ... --]  [setpriv --reuid U ... --]  python -P -m ipykernel_launcher --ignore-cwd
 
-bubblewrap (the sandbox Flatpak uses) gives a read-only view of the whole system with the
-instructor's notebooks, the submissions, the grader's output and every other job hidden, no
-network (`--unshare-net`), its own pid namespace (every process the kernel started dies with
-it) and the job's throwaway `work/` folder as the only writable place besides a small private
-/tmp. The kernel talks to nbval over ZMQ's ipc transport (unix sockets in `work/`), since it has
-no network. When the grader runs as root, the kernel runs as a uid of its own per job, so the
-process limit holds (root is exempt from RLIMIT_NPROC) and jobs cannot reach each other's
-files. Without bwrap, only the limits (and the uid) apply: `grading` says so loudly.
+bubblewrap (the sandbox Flatpak uses) gives the kernel a file system of its own, built from
+the system and Python (read-only), a copy of the hand-out's package at /course and the data at
+/data (read-only), a size-limited work folder /work (its cwd, HOME and /tmp) and the job's
+socket folder at /ipc; no network (`--unshare-net`), its own pid namespace (every process the
+kernel started dies with it). Nothing of the course, the submissions or the grades exists in
+it. The kernel talks to nbval over ZMQ's ipc transport in /ipc. When the grader runs as root,
+the kernel runs as a uid of its own per job, so the process limit holds (root is exempt from
+RLIMIT_NPROC). Without bwrap, only the limits (and the uid) apply: `grading` says so loudly.
 """
 import json
 import os
@@ -36,7 +37,7 @@ def bwrap() -> str | None:
 
 def kernelspec(folder: Path) -> None:
     """Write the kernelspec `minbert-sandbox` under folder/kernels (JUPYTER_PATH=folder)."""
-    spec = {"argv": [sys.executable, "-m", "minbert.course.sandbox", "{connection_file}"],
+    spec = {"argv": [sys.executable, str(Path(__file__).resolve()), "{connection_file}"],
             "display_name": "minbert grading sandbox", "language": "python",
             "interrupt_mode": "message"}  # a signal would stop at bwrap, a message reaches it
     d = folder / "kernels" / KERNEL_NAME

@@ -8,8 +8,10 @@ arrays that came back. A check cell that calls none of PLANS is still scored in 
 (tests/test_grading_verdicts.py).
 """
 import ast
+import builtins
 import hashlib
 import os
+import re
 
 from . import oracles_adamw as adamw
 from . import oracles_attention as attention
@@ -80,3 +82,21 @@ def verdict(plan, status: str, reason: str, result: str | None) -> tuple[str, st
         why = f" ({reason})" if result is None and reason.startswith("the kernel") else ""
         return "error", f"{e}{why}"
     return "pass", ""
+
+
+def exception_name(name: str) -> str:
+    """A builtin exception's name as it is; any other name (the student's own class, which
+    could spell anything) as `an exception`."""
+    return name if isinstance(getattr(builtins, name, None), type) and \
+        issubclass(getattr(builtins, name), BaseException) else "an exception"
+
+
+def plain_reason(reason: str) -> str:
+    """What the grade may say about a cell that raised in the kernel: the exception's name
+    (and a syntax error's line), never its message, which the student's code wrote and which
+    could carry what it read in the kernel (the drawn inputs of an earlier check)."""
+    head = reason.split(":")[0].strip()
+    if reason == "exercise not implemented" or not re.fullmatch(r"\w+", head or "-"):
+        return reason  # the grader's own words (a timeout, a dead kernel)
+    line = re.search(r"\(line \d+\)", reason) if head == "SyntaxError" else None
+    return exception_name(head) + (f" {line.group(0)}" if line else "")

@@ -78,7 +78,8 @@ class Outputs:
         if st == "KeyError":
             raise Broken("the exercise's function or class is not defined (or raised KeyError)")
         if st != "ok":
-            raise Broken(f"your code raised {st} on the grader's input {i + 1}")
+            from .oracles import exception_name
+            raise Broken(f"your code raised {exception_name(st)} on the grader's input {i + 1}")
 
     def get(self, i: int, key: str, what: str, shape=None, dtype=None) -> torch.Tensor:
         self.ok(i)

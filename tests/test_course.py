@@ -477,6 +477,8 @@ def test_release_is_a_complete_world_readable_student_folder(tmp_path):
     out = tmp_path / "out"
     assert (out / "minbert" / "__init__.py").exists() and (out / "README.md").exists()
     assert (out / "data" / "README.md").exists() and (out / "minbert" / "course" / "cli.py").exists()
+    assert not [p.name for p in (out / "minbert" / "course").iterdir() if p.name.startswith(
+        ("oracles", "verdict", "harness"))], "the grader's inputs and oracles stay home"
     hidden, solution, visible = set(), set(), ""
     for nb in course.numbered_notebooks(source):
         for c in load(nb)["cells"]:

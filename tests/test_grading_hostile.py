@@ -90,6 +90,8 @@ REPLACE = {  # whole cells: (cell, code)
         "                                     scaling=query.size(-1) ** -0.5)\n"
         "    return out.transpose(1, 2), w\n")),
 }
+LEAK = ("_h = [s for s in In if '_mbh_main(' in s]\n"  # appended to ex-step: after the harness
+        "raise RuntimeError(_h[-1][-300:] if _h else 'none')\n")
 LINKS = {"s01_symlink_instructor", "s02_symlink_classmate", "s03_hardlink_instructor"}
 
 
@@ -125,6 +127,9 @@ def make_class(root: Path) -> dict:
         nb = copy.deepcopy(released)
         cell(nb, cid)["source"] = code.format(**fill)
         write(nb, subs / student / NAME)
+    nb = copy.deepcopy(released)
+    cell(nb, "ex-step")["source"] += "\n\n" + LEAK
+    write(nb, subs / "b16_inputs_in_a_message" / NAME)
     for s in LINKS:
         (subs / s).mkdir()
     (subs / "s01_symlink_instructor" / NAME).symlink_to(inst_dir / NAME)
@@ -151,10 +156,19 @@ def test_solutions_full_marks_untouched_zero(hostile):
     assert total(hostile["rows"], "m02_untouched") == 0
 
 
-@pytest.mark.parametrize("student", sorted(ATTACKS) + ["b09_tensor_subclass"])
+@pytest.mark.parametrize("student", sorted(ATTACKS) + ["b09_tensor_subclass",
+                                                       "b16_inputs_in_a_message"])
 def test_every_attack_scores_zero(hostile, student):
     rows = [r for r in hostile["rows"] if r["student"] == student]
     assert len(rows) == 3 and total(rows, student) == 0, rows
+
+
+def test_a_message_carrying_the_drawn_inputs_is_not_repeated(hostile):
+    """An exercise cell after a check reads the harness's cell (its inputs) from the kernel's
+    history and raises them: the grade names the exception only."""
+    r = next(r for r in hostile["rows"] if r["student"] == "b16_inputs_in_a_message" and
+             r["check"] == "check-step")
+    assert r["reason"] == "exercise cell ex-step: RuntimeError", r
 
 
 def test_links_are_rejected_with_a_reason(hostile):

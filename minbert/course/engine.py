@@ -128,7 +128,8 @@ def run_jobs(jobs: list[Job], workers: int = 0, cell_timeout: float = 120,
     try:
         kernelspec(root)
         if sandbox:
-            copy_package(root / "handout")  # the kernel's minbert: the hand-out's, read-only
+            copy_package(root / "handout", leave=("course",))  # the kernel's minbert: the
+            # hand-out's, read-only, without any of the course tooling
         paths = [prepare(root, i, job, limits, sandbox) for i, job in enumerate(jobs)]
         expect = {p.parent.parent.name: {"label": j.label, "cells": sum(
             c["cell_type"] == "code" for c in j.nb["cells"])} for p, j in zip(paths, jobs)}

@@ -14,7 +14,7 @@ from typing import Callable
 
 from minbert import files
 
-from . import guard, oracles, reports
+from . import guard, reports
 from .engine import Job, run_jobs
 from .notebooks import (Ungradable, fmt, instructor_notebooks, kind, load_submission, points,
                         read_notebook, tags)
@@ -111,6 +111,7 @@ class Graded:
         ctx = guard.Context(self.inst)
         self.secrets = ctx.secrets
         self.flags = review_flags(nb, ctx)
+        from . import oracles  # grader-only: the hand-out's `course check` never needs it
         self.plans = oracles.plan_notebook(nb, oracles.grading_key(inst_path.read_bytes()),
                                            student, inst_path.name)
         for c in nb["cells"]:
@@ -124,6 +125,7 @@ class Graded:
         """Fill the rows from {cell id: (status, reason)}."""
         if self.job is None:
             return self.rows
+        from . import oracles
         by_index = {i: ran[c["id"]] for i, c in enumerate(self.nb["cells"]) if c["id"] in ran}
         for i, c in enumerate(self.nb["cells"]):
             if i in by_index and kind(c) != "check":  # the kernel's words are not repeated

@@ -2,11 +2,12 @@
 
 One instructor notebook with real checks (tests/fixtures/course/attacks/01_heads.ipynb:
 check_split_heads, check_attention), a class of attackers and two honest students. Every
-attacker's `my_attention` is wrong (no 1/sqrt(d)); each attack tries to make its check pass
-anyway, or to reach what it must not. For each: the attention check is not `pass`, or it is
-flagged (and `--strict` scores it 0); the honest students' rows equal a run without the
-attackers; the instructor's folder and the submissions are byte-identical afterwards; nothing
-was written outside the throwaway folders; no reason quotes a solution or hidden line.
+attacker's `my_attention` is wrong (no 1/sqrt(d)) or a probe; each attack tries to make its
+check pass anyway, or to reach what it must not (issue 29: the verdict is computed outside the
+kernel, so patching fails outright; finished code handed in passes with a review flag, which
+`--strict` scores 0). The honest students' rows equal a run without the attackers; the
+instructor's folder and the submissions are byte-identical afterwards; nothing was written
+outside the throwaway folders; no reason quotes a solution or hidden line.
 About 20 kernels (torch imported in each): ~3 min on the shared 2-core box.
 """
 import copy
@@ -89,10 +90,10 @@ ATTACKS = {
                      "    return minbert.model.attention(query, key, value, mask)\n"),
     "a14_leak": WRONG.replace("    return probs", "    raise RuntimeError({secret!r})\n    return probs"),
     "a15_env_report": "import os\nos.environ.update(MINBERT_CHECKS='report')\n" + WRONG,
-    # the control: a probe of what the kernel may do (write in its folder), so that a blocked
-    # probe above is known to be blocked, not broken
-    "m02_control": "ok, why = open('probe.txt', 'w').write('x') == 1, ''\n" + IF_OK,
 }
+# the control: a probe of what the kernel may do (write in its folder), so that a blocked
+# probe above is known to be blocked, not broken
+CONTROL = {"m02_control": "ok, why = open('probe.txt', 'w').write('x') == 1, ''\n" + IF_OK}
 HONEST = ("m01_right", "z99_untouched")
 
 
@@ -142,7 +143,7 @@ def attack_class(tmp_path_factory):
     right = solved(released, inst)
     write(right, subs / "m01_right" / NAME)
     write(released, subs / "z99_untouched" / NAME)
-    for student, code in ATTACKS.items():
+    for student, code in {**ATTACKS, **CONTROL}.items():
         nb = solved(released, inst)  # split heads right, attention attacked
         cell(nb, "ex-attention")["source"] = code.format(**fill)
         write(nb, subs / student / NAME)
@@ -192,7 +193,7 @@ def row(rows, student, check="check-attention"):
 @pytest.mark.parametrize("student", sorted(ATTACKS))
 def test_attack_does_not_pass_unflagged(attack_class, student):
     r = row(attack_class["rows"], student)
-    flagged = [w for w in r["warnings"] if " line " in w and w.startswith("exercise ")]
+    flagged = [w for w in r["warnings"] if w.startswith("review flag: exercise ")]
     assert r["outcome"] != "pass" or flagged, r
     assert row(attack_class["rows"], student, "check-split")["outcome"] == "pass" or \
         student in ("a05_memory", "a06_fork_loop", "a07_output", "a01_cwd_module"), r
@@ -201,14 +202,17 @@ def test_attack_does_not_pass_unflagged(attack_class, student):
         assert not [s for s in secrets(attack_class["inst"] / NAME) if s in text], text
 
 
-def test_in_kernel_attacks_are_flagged(attack_class):
-    """Attacks that work inside the kernel (patching a helper, the oracle, sys.modules, the
-    kernel; the finished code) are flagged on every check of the notebook, with the line."""
+def test_in_kernel_attacks_fail_and_finished_code_is_flagged(attack_class):
+    """Patching a helper, the oracle, sys.modules or the kernel changes nothing outside the
+    kernel: those wrong answers fail, unflagged (ordinary code is no review matter). The
+    finished code handed in as the answer passes, flagged on its own check only."""
     for student in ("a08_rebind_check", "a09_patch_helper", "a10_patch_oracle", "a11_sys_modules",
-                    "a12_run_cell", "a13_finished", "a15_env_report"):
-        for check in ("check-split", "check-attention"):
-            w = row(attack_class["rows"], student, check)["warnings"]
-            assert any(x.startswith("exercise ex-attention line ") for x in w), (student, w)
+                    "a12_run_cell", "a15_env_report"):
+        assert row(attack_class["rows"], student)["outcome"] == "fail", student
+    r = row(attack_class["rows"], "a13_finished")
+    assert r["outcome"] == "pass" and [w for w in r["warnings"] if w.startswith(
+        "review flag: exercise ex-attention line ")], r
+    assert not row(attack_class["rows"], "a13_finished", "check-split")["warnings"]
 
 
 def test_sandbox_blocks_files_network_limits(attack_class):
@@ -216,6 +220,7 @@ def test_sandbox_blocks_files_network_limits(attack_class):
     message) never reach the grade, so a blocked probe is a `RuntimeError` the grader names,
     and the control probe (allowed) passes."""
     rows = attack_class["rows"]
+    print({s: (row(rows, s)["outcome"], row(rows, s)["reason"]) for s in ATTACKS})
     blocked = "your code raised RuntimeError on the grader's input 1"
     for student in ("a02_write_outside", "a03_read_instructor", "a04_network", "a16_read_home"):
         assert row(rows, student)["reason"] == blocked, row(rows, student)
@@ -246,17 +251,19 @@ def test_honest_students_unchanged_by_the_attackers(attack_class):
 
 
 def test_leaked_solution_text_is_withheld(attack_class):
+    """An exception carrying the solution text: the grade names the exception, never its text."""
     r = row(attack_class["rows"], "a14_leak")
-    assert r["outcome"] != "pass" and "withheld" in r["reason"], r
+    assert r["outcome"] == "error" and r["reason"] == \
+        "your code raised RuntimeError on the grader's input 1", r
 
 
 def test_strict_scores_flagged_checks_zero(attack_class, tmp_path):
     root = attack_class["root"]
-    rows = course.grade_notebook("a09_patch_helper", attack_class["inst"] / NAME,
-                                 root / "subs" / "a09_patch_helper" / NAME,
+    rows = course.grade_notebook("a13_finished", attack_class["inst"] / NAME,
+                                 root / "subs" / "a13_finished" / NAME,
                                  course.GradeOptions(cell_timeout=60, strict=True))
-    assert [(r["outcome"], r["score"]) for r in rows] == [("flagged", "0"), ("flagged", "0")]
-    assert rows[1]["reason"].startswith("--strict: exercise ex-attention line ")
+    assert [(r["outcome"], r["score"]) for r in rows] == [("pass", "1"), ("flagged", "0")]
+    assert rows[1]["reason"].startswith("--strict: review flag: exercise ex-attention line ")
 
 
 def test_sandbox_shows_the_data_and_nothing_of_tmp(tmp_path, monkeypatch):

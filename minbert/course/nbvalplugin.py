@@ -9,10 +9,9 @@ and cell classes (nbval 0.11):
 - a dead kernel is noticed within a second (nbval would wait for the cell timeout);
 - a notebook time limit besides nbval's per-cell one (cells past it are skipped, `not-run`),
   and after a kernel that died or did not answer an interrupt, the rest is `not-run`;
-- a message over MESSAGE_CAP is dropped by zmq before it is received (MAXMSGSIZE: a
-  kernel's 300 MB `_repr_png_` never reaches the grader's memory; `quiet_idle` makes up the
-  idle status lost with it), one with oversized headers before it is decoded (`gated`), and
-  printed output is capped per cell;
+- a message over MESSAGE_CAP (or with oversized headers) is replaced by a stub before any of
+  it is copied or decoded (`recv_frames`, `gated`: a kernel's 300 MB `_repr_png_` is held
+  once, as zmq received it, and freed), and printed output is capped per cell;
 - the harness's result (a display message of type verdict.MIME, sent during its own cell)
   is written, as it came, to the job's grader-only `results/<cell id>.b64`; it is data for
   the grading process, never shown or decoded here;
@@ -71,8 +70,6 @@ def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
                        **extra)
     km.start_kernel(**{**kwargs, "stdout": open(os.devnull, "w")})  # noqa: SIM115
     kc = km.client()
-    import zmq
-    kc.context.setsockopt(zmq.MAXMSGSIZE, MESSAGE_CAP)  # larger: dropped by zmq, unread
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=startup_timeout)
@@ -97,7 +94,6 @@ def await_reply(self, msg_id, timeout=None):
                 raise KernelDied("the kernel died") from None
             continue
         if msg["parent_header"].get("msg_id") == msg_id:
-            self._minbert_replied = msg_id
             return
 
 
@@ -110,7 +106,7 @@ def gated(deserialize):
             return {"header": {"msg_type": "status", "msg_id": ""}, "msg_id": "",
                     "msg_type": "status", "parent_header": {}, "metadata": {},
                     "content": {"execution_state": "busy"}, "buffers": []}
-        frames = [m.bytes if hasattr(m, "bytes") and n <= MESSAGE_CAP else m
+        frames = [m if isinstance(m, bytes) or n > MESSAGE_CAP else m.bytes  # (.bytes copies)
                   for m, n in zip(msg_list[:5], sizes)]
         if sum(sizes) <= MESSAGE_CAP:
             return deserialize(self, frames, content=content, copy=True)
@@ -127,30 +123,18 @@ def gated(deserialize):
     return des
 
 
-def quiet_idle(kernel, get_message, stream: str, timeout):
-    """A message; on iopub, after the cell's reply came, 3 s of silence count as its idle
-    status: a message over the cap was dropped by zmq (MAXMSGSIZE) with its connection, and
-    the idle status sent while it reconnected may be lost with it."""
-    replied = getattr(kernel, "_minbert_replied", None)
-    if stream != "iopub" or replied is None or replied != getattr(kernel, "_minbert_cell", 0):
-        return get_message(kernel, stream, timeout)
-    end = None if timeout is None else monotonic() + float(timeout)
-    while True:
-        try:
-            return get_message(kernel, stream, 3.0 if end is None else
-                               max(0.0, min(3.0, end - monotonic())))
-        except Empty:
-            if end is not None and monotonic() >= end:
-                raise
-            return {"msg_type": "status", "parent_header": {"msg_id": replied},
-                    "header": {"msg_type": "status", "msg_id": ""}, "metadata": {},
-                    "content": {"execution_state": "idle"}}
+def recv_frames(self, **kwargs):
+    """ZMQSocketChannel._recv without the copy: frames stay zmq's until `gated` has seen
+    their sizes (a 400 MB frame is held once, by zmq, and never copied into bytes)."""
+    msg = self.socket.recv_multipart(copy=False)
+    _ident, smsg = self.session.feed_identities(msg, copy=False)
+    return self.session.deserialize(smsg, copy=False)
 
 
 def capped(get_message):
     """Wrap RunningKernel.get_message: past OUTPUT_CAP bytes per cell, outputs are emptied."""
     def get(self, stream, timeout=None):
-        msg = quiet_idle(self, get_message, stream, timeout)
+        msg = get_message(self, stream, timeout)
         content, parent = msg.get("content", {}), msg["parent_header"].get("msg_id")
         data = content.get("data") if isinstance(content.get("data"), dict) else {}
         if MIME in data:  # the harness's result: kept aside, not an output
@@ -262,8 +246,10 @@ def pytest_configure(config):
     kernel.RunningKernel.await_reply = await_reply
     kernel.RunningKernel.get_message = capped(kernel.RunningKernel.get_message)
     kernel.RunningKernel.execute_cell_input = execute(kernel.RunningKernel.execute_cell_input)
+    from jupyter_client.channels import ZMQSocketChannel
     from jupyter_client.session import Session
     Session.deserialize = gated(Session.deserialize)
+    ZMQSocketChannel._recv = recv_frames
     plugin.IPyNbCell.runtest = run_cell(plugin.IPyNbCell.runtest)
     plugin.IPyNbCell.setup = lambda self: None  # no xfail after a timeout: the cell's own result
 

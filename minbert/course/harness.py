@@ -39,6 +39,9 @@ def _mbh_value(a, given):
             torch.nn.LayerNorm(w.shape[0], eps=a["eps"])
         m.load_state_dict({"weight": w, "bias": given[p + "bias"]})
         return m
+    if "bertconfig" in a:
+        import transformers
+        return transformers.BertConfig(**a["bertconfig"])
     if "bert" in a:
         from minbert.pretrained import load_pretrained  # the hand-out's copy, in the kernel
         return load_pretrained(a["bert"])[0].eval()
@@ -77,10 +80,12 @@ def _mbh_call(ns, given, out, i, case):
 
 
 def _mbh_module(ns, given, out, i, case):
-    """cls(*init), the grader's weights loaded (strict), eval mode, then module(*args)."""
-    m = ns[case["fn"]](*case["init"])
+    """cls(*init), the grader's weights loaded (strict), eval mode (training mode with
+    `train`, its dropout seeded), then module(*args)."""
+    m = ns[case["fn"]](*[_mbh_value(a, given) for a in case["init"]])
     m.load_state_dict(_mbh_value({"tdict": case["weights"]}, given), strict=True)
-    m.eval()
+    m.train(bool(case.get("train")))
+    torch.manual_seed(0)
     with torch.no_grad():
         _mbh_keep(out, f"c{i}", m(*[_mbh_value(a, given) for a in case["args"]]))
 

@@ -27,6 +27,7 @@ PLANS = {
     "check_bert_layer": attention.bert_layer,
     "check_self_attention_module": bert.self_attention_module,
     "check_bert_forward": bert.bert_forward,
+    "check_embeddings_module": bert.embeddings_module,
     "check_adamw_step": adamw.adamw_step, "check_adamw_optimizer": adamw.adamw_optimizer,
     "check_sentiment_head": tasks.head("sentiment"),
     "check_paraphrase_head": tasks.head("paraphrase"),

@@ -7,7 +7,7 @@ import functools
 import torch
 
 from .oracles_attention import additive, padding01, pick
-from .verdict import Plan, close
+from .verdict import Plan, Wrong, close
 
 PAD, CLS, SEP = 0, 101, 102
 
@@ -77,5 +77,41 @@ def bert_forward(fn, seed):
         close(hidden[real], ref.last_hidden_state[real], "last_hidden_state (real tokens)",
               1e-4, "Embeddings, then every layer with the additive padding mask.")
         close(pooled, ref.pooler_output, "pooler_output", 1e-4, "pooler = tanh(dense(h[:, 0])).")
+    plan.judge = judge
+    return plan
+
+
+EMBEDDING_CONFIG = ("vocab_size", "hidden_size", "max_position_embeddings", "type_vocab_size",
+                    "layer_norm_eps", "hidden_dropout_prob", "pad_token_id")
+
+
+def embeddings_module(fn, seed):
+    """cls(config) loaded with the checkpoint's embeddings; on drawn ids with two segments
+    (token types 0 and 1) and without token types; in training mode it must drop out."""
+    from ..checks.attention import _checkpoint_part
+    gen, plan, model = torch.Generator().manual_seed(seed), Plan(), oracle_model()
+    for k, t in _checkpoint_part("embeddings.").items():
+        if k != "position_ids":
+            plan.put(f"w.{k}", t)
+    ids, mask = token_batch(gen, pick(gen, 3, 5), pick(gen, 8, 20))
+    types = torch.zeros_like(ids)
+    for r, n in enumerate(mask.sum(1).tolist()):
+        types[r, pick(gen, 1, n - 1):n] = 1
+    config = {"bertconfig": {k: getattr(model.config, k) for k in EMBEDDING_CONFIG}}
+    calls = [[plan.put("ids", ids), plan.put("types", types)], [plan.put("ids", ids), None]]
+    plan.cases = [{"runner": "module", "fn": fn, "init": [config], "weights": "w.", "args": a,
+                   "train": train} for a, train in ((calls[0], False), (calls[1], False),
+                                                    (calls[0], True))]
+    with torch.no_grad():
+        want = [model.embeddings(input_ids=ids, token_type_ids=t) for t in (types, None)]
+
+    def judge(out):
+        got = [out.get(i, "out0", "embeddings", w.shape, w.dtype) for i, w in enumerate(want)]
+        for i, (g, w) in enumerate(zip(got, want)):
+            close(g, w, f"input {i + 1}: embeddings", 1e-5, "LayerNorm(word + position + "
+                  "token-type embeddings); token types all 0 when none are given.")
+        if torch.equal(out.get(2, "out0", "embeddings in training mode", want[0].shape), got[0]):
+            raise Wrong("in training mode the embeddings are dropped out (nn.Dropout after the "
+                        "LayerNorm, config.hidden_dropout_prob)")
     plan.judge = judge
     return plan

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import losses
+from . import losses, yours
 from .config import check_choice
 from .data import PAIR_MODES, TASKS
 
@@ -39,6 +39,7 @@ NUM_SENTIMENT_CLASSES = 5
 ENCODER_MODES = ("frozen", "finetune")
 POOLINGS = ("pooler", "mean")
 STS_LOSSES = ("mse", "cosine_mse", "cosine_embedding")
+YOUR_HEADS = {"sst": "sentiment_head", "quora": "paraphrase_head", "sts": "similarity_head"}
 
 
 def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -180,6 +181,10 @@ class MultitaskBERT(nn.Module):
             with torch.no_grad():
                 out = losses.predict_similarity_from_cosine(u, v)
             return fn(u, v, y.float()), out
+        mine = yours.get(YOUR_HEADS[task]) if task in YOUR_HEADS else None
+        if mine is not None:  # yours (03's head, saved): it computes (output, loss)
+            return self.your_head_loss(mine, task, batch)
+        # Stand-ins: torch's losses on the package's heads.
         out = self.forward(task, batch)
         if task == "sst":
             loss = F.cross_entropy(out, y.long())
@@ -187,6 +192,15 @@ class MultitaskBERT(nn.Module):
             loss = F.binary_cross_entropy_with_logits(out, y.float())
         else:
             loss = F.mse_loss(out, y.float())
+        return loss, out.detach()
+
+    def your_head_loss(self, head, task, batch):
+        """head(pooled, weight, bias, labels) -> (output, loss) on this task's Linear layer
+        and the dropped-out vector it reads -> (loss, output detached)."""
+        layer = getattr(self, YOUR_HEADS[task].split("_")[0])
+        y = batch["labels"]
+        out, loss = head(self.dropout(self.head_input(task, batch)), layer.weight, layer.bias,
+                         y.long() if task == "sst" else y.float())
         return loss, out.detach()
 
     def loss(self, task, batch):

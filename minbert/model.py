@@ -1,4 +1,5 @@
-"""BERT, written out (notebook 01_attention); attention itself is in attention.py.
+"""BERT, written out (notebook 01_attention); attention itself is in attention.py, the
+embeddings in embeddings.py.
 
 Devlin et al. 2019, "BERT: Pre-training of Deep Bidirectional Transformers";
 Vaswani et al. 2017, "Attention Is All You Need".
@@ -20,6 +21,7 @@ from torch import nn
 
 from . import yours
 from .attention import attention, extended_attention_mask
+from .embeddings import BertEmbeddings
 
 
 @dataclass
@@ -146,12 +148,36 @@ class BertSelfOutput(nn.Module):
 class BertAttention(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.self = BertSelfAttention(config)
+        # Yours (01's MyBertSelfAttention, saved with minbert.yours.save) where saved: its
+        # parameter names are the checkpoint's, so the pretrained weights load into it.
+        mine = yours.get("self_attention")
+        self.self = mine(config.hidden_size, config.num_attention_heads) if mine is not None \
+            else BertSelfAttention(config)
         self.output = BertSelfOutput(config)
+        self.num_heads = config.num_attention_heads
 
     def forward(self, hidden_states, mask=None, output_attentions=False, packing=None):
-        ctx, probs = self.self(hidden_states, mask, output_attentions, packing)
+        if isinstance(self.self, BertSelfAttention):
+            ctx, probs = self.self(hidden_states, mask, output_attentions, packing)
+        else:
+            ctx, probs = yours_self_attention(self.self, self.num_heads, hidden_states, mask,
+                                              output_attentions, packing)
         return self.output(ctx, hidden_states), probs
+
+
+def yours_self_attention(module, heads, hidden_states, mask, output_attentions, packing):
+    """Your module takes (batch, seq, hidden) and returns the context alone: lay packed tokens
+    out on the padded grid for it, and pack its output again. Its attention has no dropout.
+    The probabilities, when asked for, come from `attention` on its own Q and K."""
+    grid = packing.unpack(hidden_states) if packing is not None else hidden_states
+    ctx = module(grid, mask)
+    probs = None
+    if output_attentions:
+        b, s, _ = grid.shape
+        q, k = (x(grid).view(b, s, heads, -1).transpose(1, 2)
+                for x in (module.query, module.key))
+        probs = attention(q, k, k, mask)[1]
+    return (packing.pack(ctx) if packing is not None else ctx), probs
 
 
 class BertIntermediate(nn.Module):
@@ -194,27 +220,6 @@ class BertEncoder(nn.Module):
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
 
-class BertEmbeddings(nn.Module):
-    """word + position + token-type embeddings, then LayerNorm and dropout."""
-    def __init__(self, config: BertConfig):
-        super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size,
-                                            padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, input_ids, token_type_ids=None):
-        seq = input_ids.size(1)
-        pos = torch.arange(seq, device=input_ids.device)[None, :]  # (1, seq)
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        x = (self.word_embeddings(input_ids) + self.position_embeddings(pos)
-             + self.token_type_embeddings(token_type_ids))
-        return self.dropout(self.LayerNorm(x))
-
-
 class BertPooler(nn.Module):
     """tanh(W h_[CLS] + b): the sentence vector BERT's next-sentence head was trained on."""
     def __init__(self, config: BertConfig):
@@ -229,7 +234,9 @@ class BertModel(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.config = config
-        self.embeddings = BertEmbeddings(config)
+        # Yours (01's MyBertEmbeddings, saved with minbert.yours.save) where saved.
+        mine = yours.get("embeddings")
+        self.embeddings = mine(config) if mine is not None else BertEmbeddings(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config)
         self.apply(self._init_weights)

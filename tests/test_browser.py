@@ -1,17 +1,23 @@
-"""The course in a real browser (issue 14, acceptance 2).
+"""The course in a real browser (issue 14, acceptance 2; issue 28, acceptance 6).
 
 JupyterLab on a free local port serves the student release (`python -m minbert.course
-release`); headless Chromium (Debian's `chromium`, driven by Playwright with
-executable_path: no browser download) opens released notebooks and runs all their cells, as
-a student's "Run All" does, with every exercise still missing:
-- 01_attention: the attention map's layer/head sliders render as widgets, and moving one
-  redraws the figure; the plots are images;
-- 03_heads: the training progress bar renders as a widget;
-- in both, every cell ran and none ended in an error: each check cell states ✗ "not done yet"
-  (student mode reports, it does not raise), the rest of the notebook runs on.
-Notebook 08 (the results), executed and rendered by nbconvert, at a laptop's 1,366 x 900 px:
-no cell of its tables wraps (the sentence columns aside) and no table is wider than the page;
-the same check at 700 px finds the table too wide, so it is shown to fail.
+release`), a hand-out folder outside the repository; headless Chromium (Debian's `chromium`,
+driven by Playwright with executable_path: no browser download) opens released notebooks and
+runs all their cells, as a student's "Run All" does:
+- 01_attention, answered (the instructor's answers pasted into the hand-out's exercise
+  cells): every check passes, the attention function, the self-attention module and the
+  embeddings module are saved as the student's own; the attention map's layer/head sliders render as widgets, and moving
+  one redraws the figure; the plots are images;
+- 03_heads, nothing answered: the training progress bar renders as a widget, each check cell
+  states ✗ "not done yet" (student mode reports, it does not raise), the rest runs on;
+- 04_round_robin, its own exercise unanswered: it trains with the student's attention and
+  modules saved by 01 (its pieces line says so) and the stand-ins for the rest;
+- 08_results, run in the hand-out (it reads the results the release ships), at a laptop's
+  1,366 x 900 px: no cell of its tables wraps (the sentence columns aside); with the file
+  browser closed no table is wider than its output area either (with it open, the results
+  table scrolls sideways); the same check at 700 px finds a table too wide, so it is shown
+  to fail.
+In every notebook every cell ran and none ended in an error.
 Screenshots go to $MINBERT_ARTIFACTS/browser (default <repo>/artifacts/browser); the test
 prints the folder. CI mode (MINBERT_CI=1) keeps the training short. Skips, naming what is
 missing, without Playwright (the dev extras) or /usr/bin/chromium (`apt-get install -y chromium`).
@@ -26,7 +32,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
+
+from test_yours import answered
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -64,10 +73,15 @@ def lab(tmp_path_factory, data_root):
         pytest.skip("jupyterlab is not installed")
     tmp = tmp_path_factory.mktemp("browser")
     release = tmp / "release"
-    env = dict(os.environ, MINBERT_CI="1", MINBERT_CHECKS="report", HF_HUB_OFFLINE="1")
+    env = dict(os.environ, MINBERT_CI="1", MINBERT_CHECKS="report", HF_HUB_OFFLINE="1",
+               MINBERT_YOURS=str(tmp / "yours"))
+    for key in ("PYTHONPATH", "MINBERT_RESULTS"):  # the hand-out's own package and results
+        env.pop(key, None)
     subprocess.run([sys.executable, "-m", "minbert.course", "release", "--out", str(release),
                     "--notebooks", str(ROOT / "notebooks")], check=True, cwd=ROOT, env=env,
                    capture_output=True)
+    nbformat.write(answered(release, "01_attention.ipynb", count=False),
+                   release / "01_attention.ipynb")
     write_lab_settings(tmp / "settings")
     port = free_port()
     log = (tmp / "lab.log").open("w")
@@ -121,10 +135,10 @@ def artifacts():
     return ARTIFACTS
 
 
-def run_all(browser, base, name, shots: Path, watch=None):
+def run_all(browser, base, name, shots: Path, watch=None, size=(1400, 1000)):
     """Open `name`, Run All Cells, wait for every cell, save; -> (page, saved notebook JSON).
     watch: a selector that must appear while the cells run (a screenshot is taken then)."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": size[0], "height": size[1]})
     page.set_default_timeout(120_000)
     # a workspace of its own: only this notebook open (a restored tab would run a second kernel)
     page.goto(f"{base}/lab/workspaces/nb{name[:2]}/tree/{name}?reset&token={TOKEN}")
@@ -154,7 +168,9 @@ def run_all(browser, base, name, shots: Path, watch=None):
     return page, saved
 
 
-def assert_ran_without_errors(nb: dict):
+def assert_ran_without_errors(nb: dict, answered=False):
+    """Every code cell ran, none ended in an error; every check cell says ✗ "not done yet"
+    (or, answered, ✓ passed)."""
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(c["execution_count"] for c in code), "a cell did not run"
     errors = [(c["id"], o["ename"], o["evalue"]) for c in code for o in c["outputs"]
@@ -163,13 +179,20 @@ def assert_ran_without_errors(nb: dict):
     for c in code:
         if c["metadata"].get("minbert", {}).get("kind") == "check":
             text = "".join(o.get("text", "") for o in c["outputs"])
-            assert "✗" in text and "not done yet" in text, (c["id"], text)
+            ok = "✓" in text and "✗" not in text if answered else "not done yet" in text
+            assert ok, (c["id"], text)
 
 
-def test_attention_sliders_redraw_and_plots_are_images(browser, lab, artifacts):
+def printed(nb: dict) -> str:
+    return "".join(o.get("text", "") for c in nb["cells"] for o in c.get("outputs", []))
+
+
+def test_answered_01_saves_the_students_code_and_its_sliders_redraw(browser, lab, artifacts):
     base, _ = lab
     page, nb = run_all(browser, base, "01_attention.ipynb", artifacts)
-    assert_ran_without_errors(nb)
+    assert_ran_without_errors(nb, answered=True)
+    for piece in ("attention", "self_attention", "embeddings"):
+        assert f"saved to {lab[1].parent / 'yours' / piece}.py" in printed(nb), piece
     sliders = page.locator(f"{CURRENT} .jp-OutputArea .widget-slider")
     assert sliders.count() == 2, "the layer and head sliders render as widgets"
     widget = page.locator(f"{CURRENT} .jp-OutputArea .widget-interact")
@@ -200,11 +223,23 @@ def test_training_progress_bar_is_a_widget(browser, lab, artifacts):
     page.close()
 
 
+def test_04_trains_with_the_students_code(browser, lab, artifacts):
+    """After 01 (answered, above): 04 runs the student's attention and modules."""
+    base, _ = lab
+    page, nb = run_all(browser, base, "04_round_robin.ipynb", artifacts)
+    assert_ran_without_errors(nb)
+    line = next(t for t in printed(nb).splitlines() if t.startswith("pieces:"))
+    assert line.startswith("pieces: yours: attention (01), self_attention (01), embeddings (01) | "
+                           "stand-ins: "), line
+    assert page.locator(f"{CURRENT} .jp-OutputArea .jp-RenderedImage img").count() >= 1
+    page.close()
+
+
 # Notebook 08 at a laptop's width: the JS below lists every table cell on more than one line
 # (the prose columns aside: their sentences wrap on purpose) and every table wider than its
 # output area; none may be found at 1,366 px.
 PROSE = ["sentence1", "sentence2"]
-WRAPPED = """prose => [...document.querySelectorAll('.jp-OutputArea-output table')].flatMap((t, i) => {
+WRAPPED = """([prose, scope]) => [...document.querySelectorAll(scope + ' .jp-OutputArea-output table')].flatMap((t, i) => {
   const bad = [], out = t.closest('.jp-OutputArea-output');
   const over = t.getBoundingClientRect().right - out.getBoundingClientRect().right;
   if (over > 0.5) bad.push(`table ${i}: ${Math.round(over)} px wider than its output area`);
@@ -219,51 +254,45 @@ WRAPPED = """prose => [...document.querySelectorAll('.jp-OutputArea-output table
   return bad; })"""
 
 
-@pytest.fixture(scope="module")
-def results_html(tmp_path_factory, data_root) -> Path:
-    """Notebook 08 executed (CI mode: it reads results/, writes no figure) and rendered as
-    HTML by nbconvert in a temporary folder; the notebook itself is left as it is."""
-    out = tmp_path_factory.mktemp("nb08")
-    env = dict(os.environ, MINBERT_CI="1", HF_HUB_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--execute",
-                    "--output-dir", str(out), str(ROOT / "notebooks" / "08_results.ipynb")],
-                   check=True, cwd=ROOT, env=env, capture_output=True, timeout=300)
-    return out / "08_results.html"
-
-
-def wrapped_cells(browser, html: Path, width: int, shot: Path | None = None, css: str = "") -> list:
-    """What WRAPPED finds on the page at `width` px (with `css` added to the page)."""
-    page = browser.new_page(viewport={"width": width, "height": 900})
-    page.goto(html.as_uri())
+def wrapped_cells(page, width: int, css: str = "") -> list:
+    """What WRAPPED finds in the notebook on screen at `width` px (with `css` added)."""
+    page.set_viewport_size({"width": width, "height": 900})
     if css:
         page.add_style_tag(content=css)
-    bad = page.evaluate(WRAPPED, PROSE)
-    tables = page.locator(".jp-OutputArea-output table").count()
+    page.wait_for_timeout(500)  # the lab lays the panel out again
+    tables = page.locator(f"{CURRENT} .jp-OutputArea-output table").count()
     assert tables >= 7, f"08 shows its 7 tables as HTML tables, not text; found {tables}"
-    assert page.locator("th:text-is('Quora acc')").count() == 1, "the results table is one"
-    if shot:
-        page.screenshot(path=str(shot), full_page=True)
-    page.close()
-    return bad
+    assert page.locator(f"{CURRENT} th:text-is('Quora acc')").count() == 1, "the results table is one"
+    return page.evaluate(WRAPPED, [PROSE, CURRENT])
 
 
-def test_results_tables_fit_a_laptop(browser, results_html, artifacts):
-    bad = wrapped_cells(browser, results_html, 1366, artifacts / "08-results-1366.png")
+def test_08_in_the_handout_fits_a_laptop_and_the_check_can_fail(browser, lab, artifacts):
+    """At 1,366 x 900 no table row wraps; with the file browser closed (clicking its tab, as
+    one does to read a wide table) no table is wider than the notebook either; with it open,
+    the results table scrolls sideways in its output area."""
+    base, _ = lab
+    page, nb = run_all(browser, base, "08_results.ipynb", artifacts, size=(1366, 900))
+    assert_ran_without_errors(nb)
+    results = page.locator(f"{CURRENT} th:text-is('Quora acc')")
+    wrapped = [b for b in wrapped_cells(page, 1366) if "wider than" not in b]
+    results.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "08-results-1366-file-browser-open.png"))
+    assert not wrapped, "\n".join(wrapped)
+    page.click(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")  # close the file browser
+    bad = wrapped_cells(page, 1366)
+    results.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "08-results-1366.png"))
     assert not bad, "\n".join(bad)
-
-
-def test_the_wrap_check_fails_on_a_narrow_window(browser, results_html):
-    """The same page at 700 px: the check finds the results table too wide, and, once its
-    cells may wrap (as a plain DataFrame's do), cells on two lines."""
-    bad = wrapped_cells(browser, results_html, 700)
-    assert any(b.startswith("table 1: ") and "wider than" in b for b in bad), bad
-    bad = wrapped_cells(browser, results_html, 700, css="td, th { white-space: normal !important; }")
-    assert any(b.startswith("table 1: ") and " on 2 lines" in b for b in bad), bad
+    # 700 px: the results table is too wide; once its cells may wrap, cells on two lines
+    bad = wrapped_cells(page, 700)
+    assert any("wider than" in b for b in bad), bad
+    bad = wrapped_cells(page, 700, css="td, th { white-space: normal !important; }")
+    assert any(" on 2 lines" in b for b in bad), bad
+    page.close()
 
 
 def test_screenshots_were_written(browser, artifacts, capsys):
     shots = sorted(p.name for p in artifacts.glob("*.png"))
     with capsys.disabled():
         print(f"\nbrowser test screenshots: {artifacts} ({', '.join(shots)})")
-    assert len(shots) == 6, shots
+    assert len(shots) == 9, shots

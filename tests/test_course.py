@@ -107,9 +107,9 @@ def test_release_twice_is_byte_identical(tmp_path, released):
         assert (tmp_path / name).read_bytes() == (released / name).read_bytes()
         assert (tmp_path / name).read_bytes().endswith(b"}\n")
     # factor.txt is not a notebook; the folder is complete: package, data instructions, README,
-    # what notebook 08 reads
+    # the packages to install, what notebook 08 reads
     assert sorted(p.name for p in tmp_path.iterdir()) == [*NAMES, "README.md", "data", "minbert",
-                                                          "results"]
+                                                          "requirements.txt", "results"]
     shipped = sorted(p for p in (released / "results").rglob("*") if p.is_file())
     assert shipped and all((tmp_path / p.relative_to(released)).read_bytes() == p.read_bytes()
                            for p in shipped)

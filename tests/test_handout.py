@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import nbformat
@@ -46,6 +47,22 @@ def test_release_ships_what_08_reads(handout):
     assert R.read_result(handout / "results" / f"{one}.gz") == R.read_result(ROOT / "results" / one)
     readme = (handout / "README.md").read_text()
     assert "python -m minbert.course check 01_attention.ipynb" in readme
+
+
+def test_handout_sets_up_without_the_repository(handout):
+    """The README installs from the folder itself: torch first (environment.yml's pin), then
+    requirements.txt, which lists pyproject.toml's dependencies but torch (read here with
+    packaging's parser, not the release's)."""
+    from packaging.requirements import Requirement
+    readme = (handout / "README.md").read_text()
+    pin = next(x.strip(" -") for x in (ROOT / "environment.yml").read_text().splitlines()
+               if x.strip(" -").startswith("torch=="))
+    assert f"pip install {pin}" in readme and "pip install -r requirements.txt" in readme
+    assert "course repository" not in readme and "-e ." not in readme
+    shipped = [Requirement(x).name for x in (handout / "requirements.txt").read_text().splitlines()
+               if x and not x.startswith("#")]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert shipped == [Requirement(x).name for x in pyproject if Requirement(x).name != "torch"]
 
 
 def test_08_runs_to_the_end_in_the_handout(handout, monkeypatch):

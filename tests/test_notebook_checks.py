@@ -62,6 +62,16 @@ CASES = {
                                          ("return my_merge_heads(context)",
                                           "return my_merge_heads(context), probs")],
         }),
+        "attn-ex-embeddings": ("attn-check-embeddings", {
+            "word_embedding (CS224N's name)": [("self.word_embeddings = ", "self.word_embedding = "),
+                                               ("self.word_embeddings(", "self.word_embedding(")],
+            "no position embeddings": [("\n                  + self.position_embeddings(positions))", ")")],
+            "token types ignored": [("self.token_type_embeddings(token_type_ids)",
+                                     "self.token_type_embeddings(input_ids.new_zeros(input_ids.shape))")],
+            "LayerNorm eps ignored": [("nn.LayerNorm(config.hidden_size, config.layer_norm_eps)",
+                                       "nn.LayerNorm(config.hidden_size)")],
+            "no dropout": [("return self.dropout(self.LayerNorm(summed))", "return self.LayerNorm(summed)")],
+        }),
         "attn-ex-forward": ("attn-check-forward", {
             "padding mask not passed": [("my_bert_layer(h, mask,", "my_bert_layer(h, None,")],
             "no tanh in the pooler": [("torch.tanh(model.pooler.dense(h[:, 0]))", "model.pooler.dense(h[:, 0])")],
@@ -96,6 +106,10 @@ MESSAGES = {
     ("attn-ex-module", "heads merged in the wrong order"):
         r"context without a mask differs .*my_merge_heads",
     ("attn-ex-module", "returns (context, probs)"): r"should be a torch.Tensor, got tuple",
+    ("attn-ex-embeddings", "word_embedding (CS224N's name)"):
+        r"names expected .*'word_embeddings.weight'.*found .*'word_embedding.weight'",
+    ("attn-ex-embeddings", "token types ignored"): r"embeddings of sentence pairs differs",
+    ("attn-ex-embeddings", "no dropout"): r"in training mode the embeddings are dropped out",
 }
 
 SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)

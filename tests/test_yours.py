@@ -1,6 +1,7 @@
 """The student's code flows forward (docs/design.md, rule 2; minbert.yours): the hand-out holds
 no written-out answer, its stand-ins match independent oracles, and the functions a student
-saves in 01 and 02 are what 04's training runs."""
+saves in 01-03 (attention, its module, the AdamW step, the heads) are what 04's training
+runs."""
 import json
 import os
 import re
@@ -12,7 +13,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from minbert import course
+from minbert import course, yours
 from minbert.course.notebooks import numbered_notebooks, secret_lines
 
 from test_handout import ROOT, student_env
@@ -110,20 +111,28 @@ def test_the_handouts_stand_ins_match_the_oracles(handout, tmp_path):
     assert all(float(x) < (1e-4 if k == "bert" else 1e-12) for k, x in gaps), r.stdout
 
 
-def answered(handout: Path, name: str) -> nbformat.NotebookNode:
+def answered(handout: Path, name: str, count=True) -> nbformat.NotebookNode:
     """The hand-out's notebook with the instructor's answers pasted into its exercise cells;
-    my_attention and my_adamw_step also append a letter to $MINBERT_TEST_COUNTER per call."""
+    with `count`, the pieces that flow forward also append a letter to $MINBERT_TEST_COUNTER
+    per call (a: my_attention, m: MyBertSelfAttention.forward, e: MyBertEmbeddings.forward,
+    s: my_adamw_step, h: a head)."""
     instructor = course.read_notebook(ROOT / "notebooks" / name)
     answers = {c["id"]: c["source"] for c in instructor["cells"]
                if "exercise" in c["metadata"].get("tags", [])}
-    count = {"def my_attention": "a", "def my_adamw_step": "s"}
+    letters = {"def my_attention": ("a", 1), "class MyBertSelfAttention": ("m", 2),
+               "class MyBertEmbeddings": ("e", 2),
+               "def my_adamw_step": ("s", 1), "def sentiment_head": ("h", 1),
+               "def paraphrase_head": ("h", 1), "def similarity_head": ("h", 1)} if count else {}
     nb = nbformat.read(handout / name, as_version=4)
     for cell in nb.cells:
         src = answers.get(cell.get("id"), cell.source)
-        for head, letter in count.items():
-            if src.startswith(head):
-                src = src.replace("    ### BEGIN SOLUTION\n", "    ### BEGIN SOLUTION\n    "
-                                  f"open(__import__('os').environ[{COUNTER!r}], 'a').write({letter!r})\n", 1)
+        for head, (letter, block) in letters.items():
+            if src.startswith(head):  # the block-th solution block: forward's, in the class
+                parts = src.split("### BEGIN SOLUTION\n")
+                pad = parts[block - 1].rsplit("\n", 1)[-1]
+                parts[block] = (f"{pad}open(__import__('os').environ[{COUNTER!r}], 'a')"
+                                f".write({letter!r})\n") + parts[block]
+                src = "### BEGIN SOLUTION\n".join(parts)
         cell.source = src
     return nb
 
@@ -146,20 +155,21 @@ def pieces(texts: list) -> str:
     return line
 
 
-def test_04_trains_with_the_students_attention_and_adamw(handout, tmp_path, monkeypatch):
+def test_04_trains_with_the_students_attention_module_adamw_and_heads(handout, tmp_path,
+                                                                      monkeypatch):
     counter = tmp_path / "calls"
     student(monkeypatch, tmp_path / "yours", **{COUNTER: str(counter)})
-    for name in ("01_attention.ipynb", "02_adamw.ipynb"):
+    for name in ("01_attention.ipynb", "02_adamw.ipynb", "03_heads.ipynb"):
         run(answered(handout, name), handout)
-    assert sorted(p.name for p in (tmp_path / "yours").iterdir()) == ["adamw_step.py",
-                                                                     "attention.py"]
-    counter.write_text("")  # what 01 and 02's own checks called is not 04's
+    assert sorted(p.stem for p in (tmp_path / "yours").iterdir()) == sorted(yours.PIECES)
+    counter.write_text("")  # what 01-03's own checks and training called is not 04's
     monkeypatch.setenv("MINBERT_CHECKS", "report")  # 04's own exercise is left unanswered
     texts = run(nbformat.read(handout / "04_round_robin.ipynb", as_version=4), handout)
     calls = counter.read_text()
-    assert "a" in calls and "s" in calls, f"04 called: {calls!r}"
-    assert pieces(texts) == ("pieces: attention = yours (notebook 01), "
-                             "adamw_step = yours (notebook 02)")
+    assert {"a", "m", "e", "s", "h"} <= set(calls), f"04 called: {calls!r}"
+    assert pieces(texts) == ("pieces: yours: attention (01), self_attention (01), embeddings "
+                             "(01), adamw_step (02), sentiment_head (03), paraphrase_head (03), "
+                             "similarity_head (03) | stand-ins: none")
 
 
 def test_unanswered_notebooks_run_on_stand_ins(handout, tmp_path, monkeypatch):
@@ -168,4 +178,6 @@ def test_unanswered_notebooks_run_on_stand_ins(handout, tmp_path, monkeypatch):
     for name in ("01_attention.ipynb", "02_adamw.ipynb", "04_round_robin.ipynb"):
         texts = run(nbformat.read(handout / name, as_version=4), handout)
     assert not (tmp_path / "yours").exists()
-    assert pieces(texts).count("stand-in") == 2, pieces(texts)
+    assert pieces(texts).startswith("pieces: yours: none yet | stand-ins: attention ("), \
+        pieces(texts)
+    assert pieces(texts).count("(") == len(yours.PIECES), pieces(texts)

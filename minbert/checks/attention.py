@@ -1,8 +1,9 @@
 """Checks of notebook 01_attention: attention, the padding mask, heads, a layer, the
-self-attention module, the encoder.
+self-attention module, the embeddings module, the encoder.
 
 Oracles: torch's `scaled_dot_product_attention` (with a boolean mask), plain slicing and
-`torch.cat`, transformers' `BertLayer`, `BertSelfAttention` and `BertModel` (eager attention).
+`torch.cat`, transformers' `BertLayer`, `BertSelfAttention`, `BertEmbeddings` and `BertModel`
+(eager attention).
 The additive mask the checks feed is written here, not taken from minbert.model.
 """
 from __future__ import annotations
@@ -13,7 +14,8 @@ import torch.nn.functional as F
 from ._common import _call, _close, _generator, _tensor, verdict
 
 __all__ = ["check_attention", "check_padding_mask", "check_split_heads", "check_merge_heads",
-           "check_bert_layer", "check_self_attention_module", "check_bert_forward"]
+           "check_bert_layer", "check_self_attention_module", "check_embeddings_module",
+           "check_bert_forward"]
 
 
 def _padding(batch, seq, gen):
@@ -200,6 +202,54 @@ def _checkpoint_part(prefix):
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def _load_part(module, name, prefix, what):
+    """Load the checkpoint's weights under `prefix` into the learner's module, strictly."""
+    assert isinstance(module, torch.nn.Module), \
+        f"{name}(...) should build a torch.nn.Module, got {type(module).__name__}"
+    state = {k: v for k, v in _checkpoint_part(prefix).items() if k != "position_ids"}
+    expected, found = sorted(state), sorted(module.state_dict())
+    assert found == expected, (
+        f"load_state_dict(strict=True) of the checkpoint's {what} needs the names expected "
+        f"{expected}, found {found}: name the layers as Hugging Face does")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise AssertionError(f"the checkpoint's weights do not fit your layers: "
+                             f"{' '.join(str(e).split())}") from None
+
+
+@verdict
+def check_embeddings_module(cls, sentences, *, atol=1e-5):
+    """cls(config) -> an nn.Module whose parameters carry Hugging Face's names, so that the
+    bundled MiniLM's `embeddings.*` weights load with load_state_dict(strict=True) (its
+    position_ids buffer aside); module(input_ids, token_type_ids=None) -> (batch, seq, hidden).
+    config has transformers' field names (vocab_size, hidden_size, max_position_embeddings,
+    type_vocab_size, layer_norm_eps, hidden_dropout_prob, pad_token_id). Oracle: transformers'
+    BertEmbeddings of the pretrained MiniLM, eval mode, on padded sentence pairs (token types
+    0 and 1) and on single sentences without token_type_ids; in training mode it drops out."""
+    _, oracle, tok = _pretrained_pair()
+    name = getattr(cls, "__name__", "your class")
+    module = _call(cls, oracle.config, _name=name)
+    _load_part(module, name, "embeddings.", "embeddings")
+    module.eval()
+    pairs = tok(list(sentences), list(reversed(sentences)), padding=True, return_tensors="pt")
+    singles = tok(list(sentences), padding=True, return_tensors="pt")
+    hint = ("LayerNorm(word + position + token-type embeddings), positions 0..seq-1, token "
+            "types all 0 when none are given.")
+    with torch.no_grad():
+        for what, batch, types in (("sentence pairs", pairs, pairs["token_type_ids"]),
+                                   ("single sentences, token_type_ids=None", singles, None)):
+            want = oracle.embeddings(input_ids=batch["input_ids"], token_type_ids=types)
+            got = _tensor(_call(module, batch["input_ids"], types, _name=f"{name}.forward"),
+                          f"embeddings of {what}", want.shape, want.dtype)
+            _close(got, want, f"embeddings of {what}", atol, hint)
+        module.train()
+        dropped = _call(module, batch["input_ids"], types, _name=f"{name}.forward")
+    assert not torch.equal(dropped, got), (
+        "in training mode the embeddings are dropped out (config.hidden_dropout_prob), "
+        "as BERT's are: nn.Dropout after the LayerNorm")
+
+
 @verdict
 def check_self_attention_module(cls, sentences, *, layer=0, atol=1e-5):
     """cls(hidden_size, num_heads) -> an nn.Module whose parameters carry Hugging Face's names
@@ -210,19 +260,9 @@ def check_self_attention_module(cls, sentences, *, layer=0, atol=1e-5):
     padded batch of `sentences`, with and without the additive padding mask."""
     _, oracle, tok = _pretrained_pair()
     cfg, name = oracle.config, getattr(cls, "__name__", "your class")
-    state = _checkpoint_part(f"encoder.layer.{layer}.attention.self.")
     module = _call(cls, cfg.hidden_size, cfg.num_attention_heads, _name=name)
-    assert isinstance(module, torch.nn.Module), \
-        f"{name}(...) should build a torch.nn.Module, got {type(module).__name__}"
-    expected, found = sorted(state), sorted(module.state_dict())
-    assert found == expected, (
-        f"load_state_dict(strict=True) of the checkpoint's layer {layer} self-attention needs "
-        f"the names expected {expected}, found {found}: name the layers as Hugging Face does")
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise AssertionError(f"the checkpoint's weights do not fit your layers: "
-                             f"{' '.join(str(e).split())}") from None
+    _load_part(module, name, f"encoder.layer.{layer}.attention.self.",
+               f"layer {layer} self-attention")
     module.eval()
     batch = tok(list(sentences), padding=True, return_tensors="pt")
     assert (batch["attention_mask"] == 0).any(), "give sentences of different lengths, so there is padding"

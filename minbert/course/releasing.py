@@ -5,6 +5,7 @@ reads (the repository's result JSONs, gzipped, and its figures); a short README.
 instructor notebook, test or instructor doc goes in; every file is world-readable."""
 import gzip
 import shutil
+import tomllib
 from pathlib import Path
 
 from minbert import files
@@ -97,12 +98,20 @@ SKIP = ("__pycache__", "*.pyc", "*.egg-info", ".*")
 GRADER_ONLY = ("oracles*.py", "verdict.py", "harness.py")
 STUDENT_README = """# {title}
 
-Your course folder. Open the notebooks in JupyterLab from this folder
-(`jupyter lab`), work through `01_...` to `{last}` in order, and hand in the notebooks
-under their names (do not rename them).
+Your course folder. Work through `01_...` to `{last}` in order in JupyterLab, started
+from this folder, and hand in the notebooks under their names (do not rename them).
 
-- `minbert/`: the course package the notebooks import (run them from this folder, or
-  `pip install -e .` from the course repository).
+Set up once (Python 3.11 or newer), from this folder:
+
+    python -m venv .venv && . .venv/bin/activate
+    pip install {torch}      # first: the build the course is tested with (CPU)
+    pip install -r requirements.txt
+    jupyter lab
+
+- `minbert/`: the course package the notebooks import from this folder. What you write
+  flows into it: an exercise that passes its check is saved in `yours/` (one file a
+  piece), and the later notebooks run your version; until then they run stand-ins, and
+  each notebook prints one line saying which pieces are yours.
 - `data/README.md`: how to get the data files (or set `MINBERT_DATA`).
 - `results/`: the course's results-table runs, which `{last}` reads (one gzipped
   JSON per run, every dev prediction included) and the figures it shows.
@@ -114,6 +123,18 @@ under their names (do not rename them).
   grader does) and prints each visible check's verdict, its points and your total. The
   grader also runs hidden checks, so your grade can be lower.
 """
+
+
+def requirements() -> tuple[str, str]:
+    """(the torch pin of environment.yml, requirements.txt: the package's dependencies from
+    pyproject.toml, torch left out: it is installed first, on its own)."""
+    root = PACKAGE.parent
+    torch = next(line.strip(" -") for line in (root / "environment.yml").read_text().splitlines()
+                 if line.strip(" -").startswith("torch=="))
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines = [d for d in deps if not d.startswith("torch")]
+    return torch, f"# pip install {torch} first, then: pip install -r requirements.txt\n" \
+        + "\n".join(lines) + "\n"
 
 
 def release(out_dir, notebooks_dir="notebooks", package: bool = True) -> list[Path]:
@@ -132,8 +153,10 @@ def release(out_dir, notebooks_dir="notebooks", package: bool = True) -> list[Pa
         copy_package(out)
         copy_results(out)
         names = sorted(texts)
+        torch, reqs = requirements()
+        files.write_text(out / "requirements.txt", reqs)
         files.write_text(out / "README.md", STUDENT_README.format(
-            title="minbert: the student folder", last=names[-1]))
+            title="minbert: the student folder", last=names[-1], torch=torch))
         data_readme = PACKAGE.parent / "data" / "README.md"
         if data_readme.exists():
             files.write_text(out / "data" / "README.md", data_readme.read_text(encoding="utf-8"))

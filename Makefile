@@ -6,13 +6,15 @@
 #   make lab                    JupyterLab on notebooks/ (LAB_ARGS="--port=8899 --no-browser")
 #   make test                   the unit tests and every notebook under nbval, in CI mode
 #   make results                the results table again, as results/README.md says (long)
+#   make site                   the course as a website, in $(SITE) (README: "The course as a
+#                               website"); offline, about 2.5 minutes
 #   make check FILE=path/to/01_attention.ipynb
 #                               your score on the visible checks of your copy of a notebook
 #                               (the released one you work in; not notebooks/, the instructor's)
 #
 # Variables: PYTHON (makes the venv), VENV, TORCH (e.g. TORCH="torch --index-url
 # https://download.pytorch.org/whl/cpu" where PyPI serves CUDA builds), LAB_ARGS, PYTEST_ARGS,
-# FILE.
+# FILE, SITE (where `make site` writes; its sources go beside it, in $(SITE)-work).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,13 +22,14 @@ TORCH ?= torch==2.13.0
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 FILE ?=
+SITE ?= build/site
 
 STAMP := $(VENV)/.minbert-installed
 # recipes run the venv's python, pip and jupyter, as after `. $(VENV)/bin/activate`
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
 
-.PHONY: env lab test results check
+.PHONY: env lab test results check site
 
 env: $(STAMP)
 
@@ -50,6 +53,10 @@ results: $(STAMP)
 
 check: $(STAMP)
 	python -m minbert.course check "$(FILE)"
+
+# the student's hand-out, run in CI mode, rendered by Sphinx (site/build.py says how)
+site: $(STAMP)
+	python site/build.py --out $(SITE)
 
 # make check FILE=...: the student's own notebook. notebooks/ holds the instructor copies,
 # solutions written out (always full marks): refused, as is no FILE, before anything runs.

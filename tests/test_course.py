@@ -140,6 +140,9 @@ def test_release_rejects_cells_without_ids(tmp_path):
 
 
 # --- grading a fake class ------------------------------------------------------------------
+# The fixture notebooks check with plain asserts, which no grader-side plan knows: they are
+# scored in the kernel, as before issue 29, and every row says so (the course's own checks
+# are all scored outside it: tests/test_grading_verdicts.py).
 
 def make_class(released: Path, root: Path) -> Path:
     subs = root / "submissions"
@@ -164,18 +167,18 @@ def make_class(released: Path, root: Path) -> Path:
 
 
 CLASS_CSV = HEADER + """\
-ada,01_sum.ipynb,check-add,2,2,pass,,
-ada,01_sum.ipynb,check-mean,1,1,pass,,
-ada,02_scale.ipynb,check-scale,1,1,pass,,
-ada,02_scale.ipynb,check-clip,3,3,pass,,
-bob,01_sum.ipynb,check-add,2,0,error,exercise not implemented,
-bob,01_sum.ipynb,check-mean,1,0,error,exercise not implemented,
-bob,02_scale.ipynb,check-scale,1,0,error,exercise not implemented,
-bob,02_scale.ipynb,check-clip,3,0,error,exercise not implemented,
-cy,01_sum.ipynb,check-add,2,0,fail,"AssertionError: add(2, 3) should be 5",check check-add: edited in the submission; graded from the instructor's copy
-cy,01_sum.ipynb,check-mean,1,0,fail,"AssertionError: mean([1, 2, 3]) should be 2",check check-mean: deleted in the submission; graded from the instructor's copy
-cy,02_scale.ipynb,check-scale,1,1,pass,,
-cy,02_scale.ipynb,check-clip,3,0,fail,"AssertionError: hidden: clip(-1, 0, 3) should be 0",
+ada,01_sum.ipynb,check-add,2,2,pass,,check check-add: scored in the kernel (no grader-side check)
+ada,01_sum.ipynb,check-mean,1,1,pass,,check check-mean: scored in the kernel (no grader-side check)
+ada,02_scale.ipynb,check-scale,1,1,pass,,check check-scale: scored in the kernel (no grader-side check)
+ada,02_scale.ipynb,check-clip,3,3,pass,,check check-clip: scored in the kernel (no grader-side check)
+bob,01_sum.ipynb,check-add,2,0,error,exercise not implemented,check check-add: scored in the kernel (no grader-side check)
+bob,01_sum.ipynb,check-mean,1,0,error,exercise not implemented,check check-mean: scored in the kernel (no grader-side check)
+bob,02_scale.ipynb,check-scale,1,0,error,exercise not implemented,check check-scale: scored in the kernel (no grader-side check)
+bob,02_scale.ipynb,check-clip,3,0,error,exercise not implemented,check check-clip: scored in the kernel (no grader-side check)
+cy,01_sum.ipynb,check-add,2,0,fail,"AssertionError: add(2, 3) should be 5",check check-add: edited in the submission; graded from the instructor's copy; check check-add: scored in the kernel (no grader-side check)
+cy,01_sum.ipynb,check-mean,1,0,fail,"AssertionError: mean([1, 2, 3]) should be 2",check check-mean: deleted in the submission; graded from the instructor's copy; check check-mean: scored in the kernel (no grader-side check)
+cy,02_scale.ipynb,check-scale,1,1,pass,,check check-scale: scored in the kernel (no grader-side check)
+cy,02_scale.ipynb,check-clip,3,0,fail,"AssertionError: hidden: clip(-1, 0, 3) should be 0",check check-clip: scored in the kernel (no grader-side check)
 """
 
 
@@ -262,28 +265,28 @@ def make_broken(released: Path, root: Path) -> Path:
     wrong = copy.deepcopy(cell(dup, "ex-scale"))
     wrong["source"] = "def scale(x):\n    return 0"
     dup["cells"].insert(3, wrong)
-    cell(dup, "ex-clip")["source"] += "\nget_ipython()  # reaches into the kernel: flagged"
+    cell(dup, "ex-clip")["source"] += "\nimport transformers  # a finished implementation: flagged"
     save(dup, subs / "gus" / "02_scale.ipynb")
     return subs
 
 
 BROKEN_CSV = HEADER + """\
-dan,01_sum.ipynb,check-add,2,2,pass,,
-dan,01_sum.ipynb,check-mean,1,0,timeout,stopped by the cell time limit (3 s),
-dan,02_scale.ipynb,check-scale,1,1,pass,,
-dan,02_scale.ipynb,check-clip,3,3,pass,,
-eve,01_sum.ipynb,check-add,2,0,error,exercise cell ex-add: SyntaxError: invalid syntax (line 2),
-eve,01_sum.ipynb,check-mean,1,1,pass,,
+dan,01_sum.ipynb,check-add,2,2,pass,,check check-add: scored in the kernel (no grader-side check)
+dan,01_sum.ipynb,check-mean,1,0,timeout,stopped by the cell time limit (3 s),check check-mean: scored in the kernel (no grader-side check)
+dan,02_scale.ipynb,check-scale,1,1,pass,,check check-scale: scored in the kernel (no grader-side check)
+dan,02_scale.ipynb,check-clip,3,3,pass,,check check-clip: scored in the kernel (no grader-side check)
+eve,01_sum.ipynb,check-add,2,0,error,exercise cell ex-add: SyntaxError (line 2),check check-add: scored in the kernel (no grader-side check)
+eve,01_sum.ipynb,check-mean,1,1,pass,,check check-mean: scored in the kernel (no grader-side check)
 eve,02_scale.ipynb,check-scale,1,0,missing-file,02_scale.ipynb not found in the submission,
 eve,02_scale.ipynb,check-clip,3,0,missing-file,02_scale.ipynb not found in the submission,
 fay,01_sum.ipynb,check-add,2,0,error,cannot read 01_sum.ipynb: not valid JSON (Expecting value: line 1 column 12 (char 11)),
 fay,01_sum.ipynb,check-mean,1,0,error,cannot read 01_sum.ipynb: not valid JSON (Expecting value: line 1 column 12 (char 11)),
-fay,02_scale.ipynb,check-scale,1,0,error,exercise not implemented,exercise ex-scale: missing from the submission; graded as not implemented
-fay,02_scale.ipynb,check-clip,3,0,error,exercise not implemented,exercise ex-clip: turned into a markdown cell; graded as not implemented
-gus,01_sum.ipynb,check-add,2,2,pass,,exercise ex-add: cell id not found; matched by position among exercise cells
-gus,01_sum.ipynb,check-mean,1,1,pass,,exercise ex-mean: cell id not found; matched by position among exercise cells
-gus,02_scale.ipynb,check-scale,1,1,pass,,exercise ex-scale: appears 2 times in the submission; the first is used; exercise ex-clip line 5: reaches `get_ipython`
-gus,02_scale.ipynb,check-clip,3,3,pass,,exercise ex-clip line 5: reaches `get_ipython`
+fay,02_scale.ipynb,check-scale,1,0,error,exercise not implemented,exercise ex-scale: missing from the submission; graded as not implemented; check check-scale: scored in the kernel (no grader-side check)
+fay,02_scale.ipynb,check-clip,3,0,error,exercise not implemented,exercise ex-clip: turned into a markdown cell; graded as not implemented; check check-clip: scored in the kernel (no grader-side check)
+gus,01_sum.ipynb,check-add,2,2,pass,,exercise ex-add: cell id not found; matched by position among exercise cells; check check-add: scored in the kernel (no grader-side check)
+gus,01_sum.ipynb,check-mean,1,1,pass,,exercise ex-mean: cell id not found; matched by position among exercise cells; check check-mean: scored in the kernel (no grader-side check)
+gus,02_scale.ipynb,check-scale,1,1,pass,,exercise ex-scale: appears 2 times in the submission; the first is used; check check-scale: scored in the kernel (no grader-side check)
+gus,02_scale.ipynb,check-clip,3,3,pass,,"check check-clip: scored in the kernel (no grader-side check); review flag: exercise ex-clip line 5: uses `transformers`, a finished implementation"
 """
 
 
@@ -477,6 +480,8 @@ def test_release_is_a_complete_world_readable_student_folder(tmp_path):
     out = tmp_path / "out"
     assert (out / "minbert" / "__init__.py").exists() and (out / "README.md").exists()
     assert (out / "data" / "README.md").exists() and (out / "minbert" / "course" / "cli.py").exists()
+    assert not [p.name for p in (out / "minbert" / "course").iterdir() if p.name.startswith(
+        ("oracles", "verdict", "harness"))], "the grader's inputs and oracles stay home"
     hidden, solution, visible = set(), set(), ""
     for nb in course.numbered_notebooks(source):
         for c in load(nb)["cells"]:
@@ -500,7 +505,8 @@ def test_release_is_a_complete_world_readable_student_folder(tmp_path):
 
 def test_guard_never_flags_the_solutions_or_the_stubs():
     """Every exercise of every notebook, as solved in the instructor copy and as released,
-    passes the guard; a one-line patch in the same cell is flagged with its line."""
+    raises no review flag, nor does ordinary code (a loop variable named like a setup name);
+    a call of torch's internals in the same cell is flagged with its line."""
     notebooks = REAL or course.numbered_notebooks(FIXTURES)
     for nb in notebooks:
         inst = load(nb)
@@ -509,8 +515,10 @@ def test_guard_never_flags_the_solutions_or_the_stubs():
             if "exercise" in c["metadata"].get("tags", []):
                 assert guard.flags(c["id"], c["source"], ctx) == [], (nb.name, c["id"])
                 assert guard.flags(c["id"], course.student_source(c), ctx) == [], (nb.name, c["id"])
-                patched = c["source"] + "\nimport torch\ntorch.allclose = lambda *a, **k: True"
+                patched = c["source"] + "\nimport torch\nmm = torch.ops.aten.mm"
                 n = len(patched.splitlines())
                 assert guard.flags(c["id"], patched, ctx) == [
-                    f"exercise {c['id']} line {n}: assigns into `torch.allclose`, which it did not "
-                    "make (a module attribute or a name the checks use)"], (nb.name, c["id"])
+                    f"exercise {c['id']} line {n}: uses `torch.ops.aten.mm`, a finished "
+                    "implementation"], (nb.name, c["id"])
+                honest = c["source"] + "\nfor t in range(2):\n    data = [x for x in range(t)]\n"
+                assert guard.flags(c["id"], honest, ctx) == [], "loop variables are ordinary code"

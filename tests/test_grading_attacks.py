@@ -2,11 +2,12 @@
 
 One instructor notebook with real checks (tests/fixtures/course/attacks/01_heads.ipynb:
 check_split_heads, check_attention), a class of attackers and two honest students. Every
-attacker's `my_attention` is wrong (no 1/sqrt(d)); each attack tries to make its check pass
-anyway, or to reach what it must not. For each: the attention check is not `pass`, or it is
-flagged (and `--strict` scores it 0); the honest students' rows equal a run without the
-attackers; the instructor's folder and the submissions are byte-identical afterwards; nothing
-was written outside the throwaway folders; no reason quotes a solution or hidden line.
+attacker's `my_attention` is wrong (no 1/sqrt(d)) or a probe; each attack tries to make its
+check pass anyway, or to reach what it must not (issue 29: the verdict is computed outside the
+kernel, so patching fails outright; finished code handed in passes with a review flag, which
+`--strict` scores 0). The honest students' rows equal a run without the attackers; the
+instructor's folder and the submissions are byte-identical afterwards; nothing was written
+outside the throwaway folders; no reason quotes a solution or hidden line.
 About 20 kernels (torch imported in each): ~3 min on the shared 2-core box.
 """
 import copy
@@ -90,6 +91,9 @@ ATTACKS = {
     "a14_leak": WRONG.replace("    return probs", "    raise RuntimeError({secret!r})\n    return probs"),
     "a15_env_report": "import os\nos.environ.update(MINBERT_CHECKS='report')\n" + WRONG,
 }
+# the control: a probe of what the kernel may do (write in its folder), so that a blocked
+# probe above is known to be blocked, not broken
+CONTROL = {"m02_control": "ok, why = open('probe.txt', 'w').write('x') == 1, ''\n" + IF_OK}
 HONEST = ("m01_right", "z99_untouched")
 
 
@@ -139,7 +143,7 @@ def attack_class(tmp_path_factory):
     right = solved(released, inst)
     write(right, subs / "m01_right" / NAME)
     write(released, subs / "z99_untouched" / NAME)
-    for student, code in ATTACKS.items():
+    for student, code in {**ATTACKS, **CONTROL}.items():
         nb = solved(released, inst)  # split heads right, attention attacked
         cell(nb, "ex-attention")["source"] = code.format(**fill)
         write(nb, subs / student / NAME)
@@ -189,7 +193,7 @@ def row(rows, student, check="check-attention"):
 @pytest.mark.parametrize("student", sorted(ATTACKS))
 def test_attack_does_not_pass_unflagged(attack_class, student):
     r = row(attack_class["rows"], student)
-    flagged = [w for w in r["warnings"] if " line " in w and w.startswith("exercise ")]
+    flagged = [w for w in r["warnings"] if w.startswith("review flag: exercise ")]
     assert r["outcome"] != "pass" or flagged, r
     assert row(attack_class["rows"], student, "check-split")["outcome"] == "pass" or \
         student in ("a05_memory", "a06_fork_loop", "a07_output", "a01_cwd_module"), r
@@ -198,29 +202,36 @@ def test_attack_does_not_pass_unflagged(attack_class, student):
         assert not [s for s in secrets(attack_class["inst"] / NAME) if s in text], text
 
 
-def test_in_kernel_attacks_are_flagged(attack_class):
-    """Attacks that work inside the kernel (patching a helper, the oracle, sys.modules, the
-    kernel; the finished code) are flagged on every check of the notebook, with the line."""
+def test_in_kernel_attacks_fail_and_finished_code_is_flagged(attack_class):
+    """Patching a helper, the oracle, sys.modules or the kernel changes nothing outside the
+    kernel: those wrong answers fail, unflagged (ordinary code is no review matter). The
+    finished code handed in as the answer passes, flagged on its own check only."""
     for student in ("a08_rebind_check", "a09_patch_helper", "a10_patch_oracle", "a11_sys_modules",
-                    "a12_run_cell", "a13_finished", "a15_env_report"):
-        for check in ("check-split", "check-attention"):
-            w = row(attack_class["rows"], student, check)["warnings"]
-            assert any(x.startswith("exercise ex-attention line ") for x in w), (student, w)
+                    "a12_run_cell", "a15_env_report"):
+        assert row(attack_class["rows"], student)["outcome"] == "fail", student
+    r = row(attack_class["rows"], "a13_finished")
+    assert r["outcome"] == "pass" and [w for w in r["warnings"] if w.startswith(
+        "review flag: exercise ex-attention line ")], r
+    assert not row(attack_class["rows"], "a13_finished", "check-split")["warnings"]
 
 
 def test_sandbox_blocks_files_network_limits(attack_class):
+    """A probe's answer is right only if it got through; the kernel's own words (the probe's
+    message) never reach the grade, so a blocked probe is a `RuntimeError` the grader names,
+    and the control probe (allowed) passes."""
     rows = attack_class["rows"]
-    assert "blocked: " in row(rows, "a02_write_outside")["reason"]
-    assert "blocked: " in row(rows, "a03_read_instructor")["reason"]
-    assert "blocked: " in row(rows, "a04_network")["reason"]
-    assert "blocked: home looks empty" in row(rows, "a16_read_home")["reason"]
+    print({s: (row(rows, s)["outcome"], row(rows, s)["reason"]) for s in ATTACKS})
+    blocked = "your code raised RuntimeError on the grader's input 1"
+    for student in ("a02_write_outside", "a03_read_instructor", "a04_network", "a16_read_home"):
+        assert row(rows, student)["reason"] == blocked, row(rows, student)
+    assert row(rows, "m02_control")["outcome"] == "pass", row(rows, "m02_control")
     assert "MemoryError" in row(rows, "a05_memory")["reason"]
     assert row(rows, "a06_fork_loop")["outcome"] in ("error", "not-run"), row(rows, "a06_fork_loop")
     assert "BlockingIOError" in row(rows, "a06_fork_loop")["reason"] or \
         row(rows, "a06_fork_loop")["outcome"] == "not-run"
     assert row(rows, "a07_output")["outcome"] == "fail"
-    assert row(rows, "a15_env_report")["outcome"] == "fail"  # the check still raised
-    assert row(rows, "a08_rebind_check")["outcome"] == "fail"  # re-imported by the grader
+    assert row(rows, "a15_env_report")["outcome"] == "fail"  # judged outside the kernel
+    assert row(rows, "a08_rebind_check")["outcome"] == "fail"
     assert not attack_class["accepted"], "a kernel reached the host's 127.0.0.1"
     assert not list(attack_class["outside"].iterdir())
     assert not Path("/pwned").exists() and not (attack_class["home"] / "pwned").exists()
@@ -240,35 +251,34 @@ def test_honest_students_unchanged_by_the_attackers(attack_class):
 
 
 def test_leaked_solution_text_is_withheld(attack_class):
+    """An exception carrying the solution text: the grade names the exception, never its text."""
     r = row(attack_class["rows"], "a14_leak")
-    assert r["outcome"] != "pass" and "withheld" in r["reason"], r
+    assert r["outcome"] == "error" and r["reason"] == \
+        "your code raised RuntimeError on the grader's input 1", r
 
 
 def test_strict_scores_flagged_checks_zero(attack_class, tmp_path):
     root = attack_class["root"]
-    rows = course.grade_notebook("a09_patch_helper", attack_class["inst"] / NAME,
-                                 root / "subs" / "a09_patch_helper" / NAME,
+    rows = course.grade_notebook("a13_finished", attack_class["inst"] / NAME,
+                                 root / "subs" / "a13_finished" / NAME,
                                  course.GradeOptions(cell_timeout=60, strict=True))
-    assert [(r["outcome"], r["score"]) for r in rows] == [("flagged", "0"), ("flagged", "0")]
-    assert rows[1]["reason"].startswith("--strict: exercise ex-attention line ")
+    assert [(r["outcome"], r["score"]) for r in rows] == [("pass", "1"), ("flagged", "0")]
+    assert rows[1]["reason"].startswith("--strict: review flag: exercise ex-attention line ")
 
 
-def test_sandbox_keeps_what_the_kernel_needs_under_tmp(tmp_path, monkeypatch):
-    """A course cloned with `mktemp -d` lives under /tmp, which the sandbox replaces with a
-    private tmpfs: what the kernel needs there (here the data folder) is bound back read-only,
-    everything else under /tmp stays hidden, also when the kernel is handed it through a symlink
-    (a fresh clone under /tmp failed every grading test before this, then the real notebooks'
-    setup cells when $MINBERT_DATA went through a symlink there)."""
-    if not str(tmp_path.resolve()).startswith("/tmp/"):
-        pytest.skip("pytest's tmp_path is not under /tmp here")
-    real, data, work = tmp_path / "real", tmp_path / "shared", tmp_path / "work"
-    real.mkdir(), work.mkdir()
-    data.symlink_to(real)  # as .ci/run hands it over: ../shared/data through a symlink
+def test_sandbox_shows_the_data_and_nothing_of_tmp(tmp_path, monkeypatch):
+    """The kernel's file system is built, not hidden: the data (here under /tmp, handed over
+    through a symlink as .ci/run does) is at /data, read-only; the host's /tmp, the folder
+    holding the data and the course are not there at all."""
+    real, data, ipc = tmp_path / "real", tmp_path / "shared", tmp_path / "ipc"
+    real.mkdir(), ipc.mkdir()
+    data.symlink_to(real)
     (real / "sst.csv").write_text("seen\n")
     (tmp_path / "secret.txt").write_text("hidden\n")
-    monkeypatch.setenv("MINBERT_DATA", str(data))
-    cfg = sandbox.job_config(work, [], {}, None, True)
+    cfg = sandbox.job_config(tmp_path / "work", {}, None, True, ipc=str(ipc),
+                             data=os.path.realpath(data))
     out = subprocess.run(sandbox.bwrap_argv(cfg) + [
-        "sh", "-c", f"cat {data}/sst.csv; ls {tmp_path}; touch {data}/x || echo read-only"],
+        "sh", "-c", f"cat /data/sst.csv; ls /tmp; ls {tmp_path} {ROOT} 2>/dev/null || echo gone; "
+        "touch /data/x 2>/dev/null || echo read-only"],
         capture_output=True, text=True, timeout=60)
-    assert out.stdout.split() == ["seen", "real", "shared", "work", "read-only"], out
+    assert out.stdout.split() == ["seen", "gone", "read-only"], out

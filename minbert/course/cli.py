@@ -35,6 +35,8 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds per notebook (default 600)")
     g.add_argument("--memory", type=int, default=8192, help="MB of address space per kernel "
                                                            "(default 8192)")
+    g.add_argument("--work-mb", type=int, default=256, help="MB of the kernel's writable work "
+                                                            "folder, its /tmp too (default 256)")
     g.add_argument("--no-sandbox", action="store_true", help="run kernels without bubblewrap "
                                                              "(resource limits only)")
     c = sub.add_parser("check", help="run a notebook's visible checks in a fresh kernel and "
@@ -57,7 +59,7 @@ def main(argv=None) -> int:
             options = GradeOptions(
                 workers=a.n, cell_timeout=a.cell_timeout, notebook_timeout=a.notebook_timeout,
                 strict=a.strict, sandbox=False if a.no_sandbox else None,
-                limits={"memory": a.memory},
+                limits={"memory": a.memory, "work_mb": a.work_mb},
                 progress=lambda line: print(f"graded {line}", file=sys.stderr, flush=True))
             rows = grade(a.submissions, a.out, a.notebooks, a.only, options)
             print(totals_table(rows))

@@ -2,15 +2,20 @@
 
 Each (student, notebook) gets a throwaway folder under one private temporary root:
 
+    ROOT/handout/minbert/         the hand-out's package (the release's copy): /course in the sandbox
     ROOT/jNNNN/nb/NN_name.ipynb   the assembled notebook (grader only: the kernel never sees it)
-    ROOT/jNNNN/work/              the kernel's working directory, its only writable place:
-                                  a copy of the files beside your notebooks (not the notebooks)
+    ROOT/jNNNN/files/             copies of the plain files beside your notebooks (read-only
+                                  in the kernel's /work)
+    ROOT/jNNNN/ipc/               the kernel's sockets (/ipc in the sandbox; as root a 1 MB tmpfs)
+    ROOT/jNNNN/work/              the kernel's working directory when run without the sandbox
+    ROOT/jNNNN/results/           the harness's result of each check cell (nbvalplugin writes it)
     ROOT/jNNNN/sandbox.json       what the kernel launcher (sandbox.py) reads
 
 pytest runs outside the sandbox, as the grader; each kernel starts through the
 `minbert-sandbox` kernelspec. `-n N` is pytest-xdist with `--dist loadfile` (a notebook's cells
 stay in one kernel). Results come back through `--junitxml` (nbvalplugin.py records each
-cell's status and reason as properties). The root is deleted afterwards.
+cell's status and reason as properties), the harness's results through results/ (read into
+`Job.results`). The root is deleted afterwards.
 """
 import json
 import os
@@ -23,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .notebooks import dumps_notebook
-from .sandbox import KERNEL_NAME, job_config, kernelspec
+from .releasing import copy_package
+from .sandbox import KERNEL_NAME, WORK_MB, job_config, kernelspec
 
+LAST_RUN: dict = {}  # grader_peak_mb: the largest resident size of the last run's pytest processes
 UID_BASE = 61000  # as root, job i's kernel runs as uid UID_BASE + i (no such user needed)
-DEFAULT_LIMITS = {"memory": 8192, "processes": 256, "file_size": 1024, "cpu": None,
-                  "files": 1024}
+DEFAULT_LIMITS = {"memory": 8192, "processes": 256, "file_size": 256, "cpu": None,
+                  "files": 1024, "work_mb": 256}
 
 
 @dataclass
@@ -35,15 +42,21 @@ class Job:
     label: str                 # "ada/01_sum.ipynb", for progress lines
     nb: dict                   # the notebook to run
     files_from: Path | None    # copy the plain files of this folder into work/
-    hide: list = field(default_factory=list)
     work: Path | None = None   # run in this folder instead of a throwaway one (`course check`)
+    results: dict = field(default_factory=dict)  # {cell id: the harness's result} after the run
 
 
-def copy_files(src: Path | None, dst: Path) -> None:
-    """The plain files next to the notebooks (data a notebook opens by a relative path)."""
+def copy_files(src: Path | None, dst: Path) -> list[tuple[str, str]]:
+    """The plain files next to the notebooks (data a notebook opens by a relative path), copied
+    to dst; [(copy, name)]."""
+    out = []
     for f in sorted(Path(src).iterdir()) if src else []:
-        if f.is_file() and f.suffix != ".ipynb" and not f.name.startswith("."):
+        if f.is_file() and not f.is_symlink() and f.suffix != ".ipynb" \
+                and not f.name.startswith("."):
+            dst.mkdir(exist_ok=True)
             shutil.copyfile(f, dst / f.name)
+            out.append((str(dst / f.name), f.name))
+    return out
 
 
 def chown_tree(path: Path, uid: int) -> None:
@@ -51,25 +64,40 @@ def chown_tree(path: Path, uid: int) -> None:
         os.chown(p, uid, uid, follow_symlinks=False)
 
 
+def small_tmpfs(folder: Path, uid: int) -> None:
+    """As root, the socket folder (the one host folder the kernel may write) becomes a 1 MB
+    tmpfs of the job's uid; where mounting is not allowed it stays a plain folder."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=1m,mode=0700,uid={uid},gid={uid}",
+                    "tmpfs", str(folder)], capture_output=True, check=False)
+
+
 def prepare(root: Path, i: int, job: Job, limits: dict, sandbox: bool) -> Path:
     d = root / f"j{i:04d}"
     (d / "nb").mkdir(parents=True)
-    d.chmod(0o711)  # a job's uid may pass through to its work/, not list or read the rest
+    d.chmod(0o711)  # a job's uid may pass through to its socket folder, not list or read the rest
     (d / "nb").chmod(0o700)
     nb_path = d / "nb" / Path(job.label).name
     nb_path.write_text(dumps_notebook(job.nb), encoding="utf-8")
     uid = UID_BASE + i if os.geteuid() == 0 and job.work is None else None
-    work = job.work or d / "work"
+    work, ipc, files = job.work or d / "work", d / "ipc", []
     if job.work is None:
         (work / "tmp").mkdir(parents=True)
-        copy_files(job.files_from, work)
+        ipc.mkdir(mode=0o700)
+        files = copy_files(job.files_from, d / "files")
+        for host, name in files:
+            shutil.copyfile(host, work / name)  # without the sandbox, the kernel's cwd
         work.chmod(0o700)
         if uid is not None:
             chown_tree(work, uid)
-    home = Path(os.path.expanduser("~"))  # hidden unless Python or the package live there
-    hide = [root, home, *(Path(h).resolve() for h in job.hide)] if sandbox else []
-    cfg = job_config(work, hide, limits if job.work is None else {}, uid, sandbox,
-                     cwd_on_path=job.work is not None)
+            os.chown(ipc, uid, uid)
+            if sandbox:
+                small_tmpfs(ipc, uid)
+    data = os.environ.get("MINBERT_DATA")
+    cfg = job_config(work, {k: v for k, v in limits.items() if k != "work_mb"}
+                     if job.work is None else {}, uid, sandbox,
+                     ipc=ipc if sandbox else work, handout=str(root / "handout"),
+                     data=os.path.realpath(data) if data else None, files=files,
+                     work_mb=limits.get("work_mb", WORK_MB), cwd_on_path=job.work is not None)
     (d / "sandbox.json").write_text(json.dumps(cfg))
     (d / "sandbox.json").chmod(0o600)
     return nb_path
@@ -99,12 +127,18 @@ def run_jobs(jobs: list[Job], workers: int = 0, cell_timeout: float = 120,
     root.chmod(0o711)
     try:
         kernelspec(root)
+        if sandbox:
+            copy_package(root / "handout", leave=("course",))  # the kernel's minbert: the
+            # hand-out's, read-only, without any of the course tooling
         paths = [prepare(root, i, job, limits, sandbox) for i, job in enumerate(jobs)]
         expect = {p.parent.parent.name: {"label": j.label, "cells": sum(
             c["cell_type"] == "code" for c in j.nb["cells"])} for p, j in zip(paths, jobs)}
         env = {k: v for k, v in os.environ.items()  # not an outer pytest's worker variables
                if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
-        env = {**env, "JUPYTER_PATH": str(root), "JUPYTER_RUNTIME_DIR": str(root / "rt"),
+        here = str(Path(__file__).resolve().parents[2])  # this grader's package, not another
+        env = {**env, "PYTHONPATH": os.pathsep.join([here, env.get("PYTHONPATH", "")]).rstrip(
+                   os.pathsep),
+               "JUPYTER_PATH": str(root), "JUPYTER_RUNTIME_DIR": str(root / "rt"),
                "MINBERT_PROGRESS": json.dumps(expect), "PYTEST_ADDOPTS": "",
                "MINBERT_CHECKS": "raise", "MINBERT_CI": "1"}
         tail = stream(pytest_argv(paths, root, workers, cell_timeout, notebook_timeout), env,
@@ -112,8 +146,14 @@ def run_jobs(jobs: list[Job], workers: int = 0, cell_timeout: float = 120,
         junit = root / "junit.xml"
         if not junit.exists():
             raise RuntimeError("nbval wrote no results; pytest said:\n" + "\n".join(tail))
+        for i, job in enumerate(jobs):
+            job.results = read_results(root / f"j{i:04d}" / "results")
+        LAST_RUN["grader_peak_mb"] = max(int(p.read_text()) for p in root.glob("peak-*")) // 1024 \
+            if list(root.glob("peak-*")) else None
         return read_junit(junit, len(jobs))
     finally:
+        for ipc in root.glob("j*/ipc"):
+            subprocess.run(["umount", "-l", str(ipc)], capture_output=True, check=False)
         if not os.environ.get("MINBERT_KEEP_GRADING"):
             shutil.rmtree(root, ignore_errors=True)
 
@@ -131,6 +171,12 @@ def stream(argv, env, progress) -> list[str]:
             else:
                 tail = (tail + [line])[-40:]
     return tail
+
+
+def read_results(folder: Path, cap: int = 16 << 20) -> dict:
+    """{cell id: base64 text} that nbvalplugin kept (grader-only files), each at most cap."""
+    files = sorted(folder.glob("*.b64")) if folder.is_dir() else []
+    return {f.stem: f.read_text() for f in files if f.stat().st_size <= cap}
 
 
 def read_junit(path: Path, n: int) -> list[dict]:

@@ -1,8 +1,10 @@
 """Tamper-proof grading: only the student's exercise cells are copied into the pristine
 instructor notebook, which nbval runs in a fresh, sandboxed kernel (engine.py, sandbox.py);
-each check cell scores by whether it raised. Editing, faking or deleting a check gains
-nothing, exercise code that could bend a check is flagged (guard.py; `strict` scores it 0),
-and no submission stops the class from being graded.
+each check cell becomes a harness that returns the student's outputs on grader-drawn inputs,
+scored here against the grader's oracle (oracles.py, verdict.py). Editing, faking or deleting
+a check gains nothing, patching the kernel changes only the student's own outputs, calls of
+finished implementations are review flags (guard.py; `strict` scores that exercise 0), and no
+submission stops the class from being graded.
 """
 import copy
 import sys
@@ -14,7 +16,8 @@ from minbert import files
 
 from . import guard, reports
 from .engine import Job, run_jobs
-from .notebooks import fmt, instructor_notebooks, kind, points, read_notebook, tags
+from .notebooks import (Ungradable, fmt, instructor_notebooks, kind, load_submission, points,
+                        read_notebook, tags)
 from .releasing import student_source
 from .sandbox import bwrap
 
@@ -88,33 +91,16 @@ def take_exercise(cell: dict, mine: list, by_order: dict | None) -> list[str]:
 
 # --- score one notebook -------------------------------------------------------------------
 
-class Ungradable(Exception):
-    """A submitted file that cannot be graded at all: every check scores 0 with `outcome`."""
-
-    def __init__(self, outcome: str, reason: str):
-        super().__init__(reason)
-        self.outcome = outcome
-
-
-def load_submission(path, name: str) -> dict:
-    if not Path(path).exists():
-        raise Ungradable("missing-file", f"{name} not found in the submission")
-    try:
-        return read_notebook(path)
-    except (ValueError, OSError, UnicodeDecodeError) as e:
-        raise Ungradable("error", f"cannot read {name}: {e}") from None
-
-
 class Graded:
     """One (student, notebook): its rows (one per check cell), and what is to be run."""
 
-    def __init__(self, student: str, inst_path, student_path, hide=()):
+    def __init__(self, student: str, inst_path, student_path):
         inst_path = Path(inst_path)
         self.inst = read_notebook(inst_path)
         self.rows = [dict(student=student, notebook=inst_path.name, check=c["id"],
                           points=fmt(points(c)), score="0", outcome="", reason="", warnings=[])
                      for c in self.inst["cells"] if kind(c) == "check"]
-        self.job, self.flags = None, []
+        self.job, self.flags = None, {}
         if not self.rows:  # nothing to grade (e.g. 08_results, which only reads results/)
             return
         try:
@@ -124,25 +110,50 @@ class Graded:
             return
         ctx = guard.Context(self.inst)
         self.secrets = ctx.secrets
-        self.flags = [f for c in nb["cells"] if kind(c) == "exercise"
-                      for f in guard.flags(c["id"], c["source"], ctx)]
+        self.flags = review_flags(nb, ctx)
+        from . import oracles  # grader-only: the hand-out's `course check` never needs it
+        self.plans = oracles.plan_notebook(nb, oracles.grading_key(inst_path.read_bytes()),
+                                           student, inst_path.name)
+        for c in nb["cells"]:
+            if kind(c) == "check" and c["id"] not in self.plans:
+                self.warn.setdefault(c["id"], []).append(
+                    f"check {c['id']}: scored in the kernel (no grader-side check)")
         self.nb = nb
-        self.job = Job(f"{student}/{inst_path.name}", nb, inst_path.parent,
-                       hide=[inst_path.parent, *hide])
+        self.job = Job(f"{student}/{inst_path.name}", nb, inst_path.parent)
 
     def score(self, ran: dict, strict: bool) -> list[dict]:
         """Fill the rows from {cell id: (status, reason)}."""
         if self.job is None:
             return self.rows
+        from . import oracles
         by_index = {i: ran[c["id"]] for i, c in enumerate(self.nb["cells"]) if c["id"] in ran}
+        for i, c in enumerate(self.nb["cells"]):
+            if i in by_index and kind(c) != "check":  # the kernel's words are not repeated
+                by_index[i] = (by_index[i][0], oracles.plain_reason(by_index[i][1]))
+            if c["id"] in self.plans:
+                by_index[i] = oracles.verdict(self.plans[c["id"]], *ran.get(
+                    c["id"], ("not-run", "not executed")), self.job.results.get(c["id"]))
         for r, (outcome, reason, notes) in zip(self.rows, score_checks(self.nb, by_index,
                                                                        self.warn)):
+            flags = self.flags.get(r["check"], [])
             r.update(outcome=outcome, reason=guard.clean_reason(reason, self.secrets),
-                     warnings=[guard.clean_reason(n, self.secrets) for n in notes] + self.flags,
+                     warnings=[guard.clean_reason(n, self.secrets) for n in notes] + flags,
                      score=r["points"] if outcome == "pass" else "0")
-            if strict and self.flags:
-                r.update(outcome="flagged", score="0", reason=f"--strict: {self.flags[0]}")
+            if strict and flags:
+                r.update(outcome="flagged", score="0", reason=f"--strict: {flags[0]}")
         return self.rows
+
+
+def review_flags(nb: dict, ctx) -> dict:
+    """{check id: the review flags of the exercise cells it answers for (those since the
+    previous check)}: calls of finished implementations, for the instructor to read."""
+    out, pending = {}, []
+    for c in nb["cells"]:
+        if kind(c) == "exercise":
+            pending += [f"review flag: {f}" for f in guard.flags(c["id"], c["source"], ctx)]
+        elif kind(c) == "check":
+            out[c["id"]], pending = pending, []
+    return out
 
 
 @dataclass(frozen=True)
@@ -218,8 +229,9 @@ def score_checks(nb: dict, ran: dict, warn: dict):
 
 
 def check_outcome(status: str, reason: str) -> tuple[str, str]:
-    """pass, fail (an AssertionError), error, timeout or not-run."""
-    if status == "error" and reason.startswith("AssertionError"):
+    """pass, fail (an AssertionError), error, timeout or not-run (a grader-side verdict is
+    already one of these)."""
+    if status in ("error", "fail") and reason.startswith("AssertionError"):
         return "fail", reason
     return {"ok": "pass", "error": "error"}.get(status, status), reason
 
@@ -261,8 +273,7 @@ def grade(submissions, out_csv, notebooks_dir="notebooks", only=None,
     if not students:
         raise FileNotFoundError(f"no student folders in {submissions}")
     out_csv = Path(out_csv)
-    hide = [Path(submissions).resolve(), out_csv.resolve().parent]
-    graded = [Graded(s, nb.resolve(), Path(submissions, s, nb.name), hide)
+    graded = [Graded(s, nb.resolve(), Path(submissions, s, nb.name))
               for s in students for nb in notebooks]
     rows = [r for res in run_all(graded, options) for r in res]
     reports.write_all(out_csv, rows, students)

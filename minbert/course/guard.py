@@ -1,13 +1,16 @@
-"""What the grader does about exercise code that runs in the kernel of the checks.
+"""What the grader reads in exercise code: review flags, fresh imports, clean reasons.
 
 Three things, all read from the code as an AST (never as text, so a spelling trick such as
 `__import__('sy' + 's')` is still a call of `__import__`):
 
-- `flags`: the lines of an exercise cell that could bend a check: assigning to a module's
-  attribute, to a subscript of a name it did not make, or to a name the checks or the setup
-  cells use; reaching builtins, sys, gc, inspect, importlib, ctypes, IPython, the kernel or
-  the history in any spelling (dunder attributes, eval/exec, getattr with a computed name);
-  using the package's finished code or a check's oracle where your solution does not;
+- `flags`: review flags, for the instructor: the lines of an exercise cell that call a
+  finished implementation where your solution of that cell does not (the package's own,
+  `torch.ops.aten.*` and torch's other internals, transformers, sentence-transformers, a
+  check's oracle such as `F.scaled_dot_product_attention` or `torch.optim.AdamW`), or that
+  hide what they call (eval/exec, `__import__`, importlib, operator, getattr with a computed
+  name, dunder attributes). The verdict is computed outside the kernel (verdict.py), so code
+  that patches the kernel is no threat to the grade and ordinary code (assignments, loop
+  variables, helper functions) is never flagged;
 - `fresh_imports`: each check cell re-imports every name it uses that your non-exercise cells
   imported (check functions, torch, F), so rebinding `check_attention` or `F` in an exercise
   cell changes nothing;
@@ -18,22 +21,21 @@ import ast
 
 from .notebooks import HIDDEN, SOLUTION, kind, secret_lines
 
-REACH = {"builtins", "sys", "gc", "inspect", "importlib", "ctypes", "IPython", "ipykernel",
-         "jupyter_client", "zmq", "traitlets", "__main__", "types", "code", "codeop", "runpy",
-         "marshal", "unittest", "pickle", "dill", "cloudpickle", "pdb", "tracemalloc",
-         "threading", "_thread", "signal", "atexit", "site", "sysconfig"}
-REACH_NAMES = {"get_ipython", "__import__", "eval", "exec", "compile", "globals", "locals",
-               "vars", "setattr", "delattr", "breakpoint", "__builtins__", "__builtin__", "In",
-               "Out", "_ih", "_oh", "_dh", "_i", "_ii", "_iii", "__loader__", "__spec__",
-               "display", "exit", "quit"}
-DUNDER_OK = {"__init__", "__name__", "__doc__", "__len__", "__repr__", "__str__", "__eq__",
-             "__hash__", "__iter__", "__next__", "__getitem__", "__contains__"}
+# finished implementations an exercise may not call unless your solution of that cell does
+LIBRARIES = {"transformers", "sentence_transformers", "huggingface_hub", "tokenizers"}
+INTERNALS = ("torch.ops", "torch._C", "torch._VF", "torch._refs", "torch._decomp",
+             "torch._prims", "torch._functorch", "torch.optim._functional")
 ORACLES = {"scaled_dot_product_attention", "multi_head_attention_forward", "MultiheadAttention",
-           "AdamW", "Adam", "BertLayer", "BertModel", "BertSelfAttention", "BertEncoder",
-           "TransformerEncoderLayer", "SentenceTransformer", "cosine_similarity",
-           "_close", "_call", "_tensor"}
-MUTATORS = {"update", "pop", "popitem", "setdefault", "clear", "append", "extend", "insert",
-            "remove", "discard", "add", "sort", "reverse", "__setitem__", "__delitem__"}
+           "AdamW", "Adam", "adamw", "adam", "BertLayer", "BertModel", "BertSelfAttention",
+           "BertEncoder", "TransformerEncoderLayer", "TransformerEncoder", "SentenceTransformer",
+           "cosine_similarity", "eager_attention_forward", "BertLMPredictionHead", "Pooling",
+           "CosineSimilarityLoss", "_scaled_dot_product_attention_math"}
+# what hides the name of what a line calls
+HIDERS = {"eval", "exec", "compile", "__import__", "globals", "vars", "locals", "__builtins__"}
+HIDER_MODULES = {"importlib", "builtins", "operator", "ctypes", "pickle", "marshal", "runpy"}
+DUNDER_OK = {"__init__", "__name__", "__doc__", "__len__", "__repr__", "__str__", "__eq__",
+             "__hash__", "__iter__", "__next__", "__getitem__", "__contains__", "__class__",
+             "__call__", "__setitem__", "__module__", "__qualname__"}
 PACKAGE = "minbert"
 # first line of every check cell: failing checks raise, whatever an exercise cell set
 FORCE_RAISE = '__import__("os").environ["MINBERT_CHECKS"] = "raise"'
@@ -162,130 +164,86 @@ def fresh_imports(source: str, ctx: Context) -> str:
 
 
 def flags(cid: str, source: str, ctx: Context) -> list[str]:
-    """One message per suspicious line of exercise `cid`: `exercise ID line N: what`."""
+    """One review flag per line of exercise `cid` that calls a finished implementation (or
+    hides what it calls): `exercise ID line N: what`. Names your solution of that cell uses
+    are never flagged; nor is ordinary code (assignments, loops, helper functions)."""
     tree = parse(source)
     if tree is None:
         return []
-    bound, allowed = ctx.solution.get(cid, (set(), set()))
-    mine = top_bound(tree, imports=False) - ctx.protected  # objects this cell makes itself
+    _, allowed = ctx.solution.get(cid, (set(), set()))
     out: dict = {}  # one message per line: the first found, outermost first
-    for node, what in Walker(ctx, allowed, bound, mine).run(tree):
+    for node, what in Walker(ctx, allowed).run(tree):
         out.setdefault(getattr(node, "lineno", 0), f"exercise {cid} line "
                                                    f"{getattr(node, 'lineno', 0)}: {what}")
     return [out[k] for k in sorted(out)]
 
 
 class Walker(ast.NodeVisitor):
-    """Finds the flagged nodes; tracks each function's locals for attribute assignments."""
+    """Finds the calls of finished code: the package, torch's internals (`torch.ops.aten...`),
+    transformers and sentence-transformers, the checks' oracles; and computed names."""
 
-    def __init__(self, ctx, allowed, bound, mine):
-        self.ctx, self.allowed, self.bound, self.mine = ctx, allowed, bound, mine
-        self.found, self.scopes = [], []
+    def __init__(self, ctx, allowed):
+        self.ctx, self.allowed, self.found, self.local = ctx, allowed, [], set()
 
     def run(self, tree):
+        """The cell's own names (assigned, parameters, defined) are never the package's."""
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                self.local.add(n.id)
+            elif isinstance(n, ast.arg):
+                self.local.add(n.arg)
+            elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.local.add(n.name)
         self.visit(tree)
         return self.found
 
-    def hit(self, node, what):
-        self.found.append((node, what))
-
-    def visit_FunctionDef(self, node):
-        args = node.args
-        names = {a.arg for a in args.args + args.posonlyargs + args.kwonlyargs}
-        names |= {a.arg for a in (args.vararg, args.kwarg) if a}
-        names |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name)
-                  and isinstance(n.ctx, ast.Store)}
-        self.check_rebind(node, node.name)
-        self.scopes.append(names)
-        self.generic_visit(node)
-        self.scopes.pop()
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-    visit_Lambda = lambda self, node: self.visit_FunctionDef(  # noqa: E731
-        ast.FunctionDef(name="<lambda>", args=node.args, body=[node.body], decorator_list=[],
-                        lineno=node.lineno))
-
-    def visit_ClassDef(self, node):
-        self.check_rebind(node, node.name)
-        self.generic_visit(node)
-
-    def check_rebind(self, node, name):
-        if not self.scopes and name in self.ctx.protected and name not in self.bound:
-            self.hit(node, f"rebinds `{name}`, which the checks or setup cells use")
+    def finished(self, node, name: str) -> None:
+        top = name.split(".")[0]
+        if name in self.allowed or top in self.local:
+            return
+        if top in self.ctx.package:
+            self.found.append((node, f"uses `{name}` from the package (its finished code)"))
+        elif top in LIBRARIES or name.startswith(INTERNALS):
+            self.found.append((node, f"uses `{name}`, a finished implementation"))
+        elif name.split(".")[-1] in ORACLES:
+            self.found.append((node, f"uses `{name}`, a finished implementation (an oracle)"))
 
     def visit_Name(self, node):
-        if isinstance(node.ctx, ast.Store):
-            self.check_rebind(node, node.id)
-        if node.id in REACH_NAMES or (node.id.startswith("_i") and node.id[2:].isdigit()):
-            self.hit(node, f"reaches `{node.id}`")
-        elif node.id in self.ctx.package and node.id not in self.allowed | self.mine:
-            self.hit(node, f"uses `{node.id}` from the package (its finished code or checks)")
-        elif node.id in ORACLES and node.id not in self.allowed:
-            self.hit(node, f"uses `{node.id}`, an oracle of the checks")
+        if node.id in HIDERS and node.id not in self.allowed:
+            self.found.append((node, f"uses `{node.id}`: what it calls cannot be read"))
+        else:
+            self.finished(node, node.id)
 
     def visit_Attribute(self, node):
         d = dotted(node)
-        if isinstance(node.ctx, (ast.Store, ast.Del)):
-            self.check_store(node)
+        if d:
+            self.finished(node, d)
+            if len(self.found) and self.found[-1][0] is node:
+                return  # the outermost chain says it; its parts are not flagged again
+        elif node.attr in ORACLES:
+            self.finished(node, node.attr)
         if node.attr.startswith("__") and node.attr not in DUNDER_OK:
-            self.hit(node, f"reaches `{node.attr}`")
-        elif d and d.split(".")[0] in self.ctx.package and d not in self.allowed:
-            self.hit(node, f"uses `{d}` from the package (its finished code or checks)")
-        elif node.attr in ORACLES and node.attr not in self.allowed:
-            self.hit(node, f"uses `{node.attr}`, an oracle of the checks")
+            self.found.append((node, f"uses `{node.attr}`: what it calls cannot be read"))
         self.generic_visit(node)
-
-    def visit_Subscript(self, node):
-        if isinstance(node.ctx, (ast.Store, ast.Del)):
-            self.check_store(node)
-        self.generic_visit(node)
-
-    def check_store(self, node):
-        root = root_name(node)
-        local = any(root in s for s in self.scopes) or root in self.mine
-        if not local:
-            self.hit(node, f"assigns into `{dotted(node) or root or '?'}`, which it did not make "
-                           "(a module attribute or a name the checks use)")
 
     def visit_Call(self, node):
         f = node.func
         if isinstance(f, ast.Name) and f.id == "getattr" and (
-                len(node.args) < 2 or not isinstance(node.args[1], ast.Constant)
-                or str(node.args[1].value).startswith("__")):
-            self.hit(node, "calls getattr with a computed or dunder name")
-        elif isinstance(f, ast.Attribute) and f.attr in MUTATORS:
-            root = root_name(f.value)
-            if root and not (any(root in s for s in self.scopes) or root in self.mine):
-                self.hit(node, f"changes `{dotted(f.value) or root}` in place, which it did "
-                               "not make")
+                len(node.args) < 2 or not isinstance(node.args[1], ast.Constant)):
+            self.found.append((node, "calls getattr with a computed name"))
         self.generic_visit(node)
-
-    def visit_Global(self, node):
-        self.hit(node, f"declares `global {', '.join(node.names)}`")
-
-    visit_Nonlocal = visit_Global
-
-    def rebind_import(self, node, a):
-        name, stmt = import_stmt(node, a)
-        if self.ctx.imports.get(name) != stmt:  # `import torch` again binds the same module
-            self.check_rebind(node, name)
 
     def visit_Import(self, node):
         for a in node.names:
-            self.check_module(node, a.name)
-            self.rebind_import(node, a)
-        self.generic_visit(node)
+            self.module(node, a.name)
 
     def visit_ImportFrom(self, node):
-        self.check_module(node, node.module or "")
+        self.module(node, node.module or "")
         for a in node.names:
-            self.rebind_import(node, a)
-            if a.name in ORACLES and a.name not in self.allowed:
-                self.hit(node, f"imports `{a.name}`, an oracle of the checks")
+            self.finished(node, f"{node.module}.{a.name}" if node.module else a.name)
 
-    def check_module(self, node, module):
-        top = module.split(".")[0]
-        if top in REACH:
-            self.hit(node, f"imports `{module}`")
-        elif top == PACKAGE and module not in self.allowed:
-            self.hit(node, f"imports `{module}` (the package's finished code or checks)")
+    def module(self, node, name: str):
+        if name.split(".")[0] in HIDER_MODULES:
+            self.found.append((node, f"imports `{name}`: what it calls cannot be read"))
+        else:
+            self.finished(node, name)

@@ -9,7 +9,12 @@ and cell classes (nbval 0.11):
 - a dead kernel is noticed within a second (nbval would wait for the cell timeout);
 - a notebook time limit besides nbval's per-cell one (cells past it are skipped, `not-run`),
   and after a kernel that died or did not answer an interrupt, the rest is `not-run`;
-- printed output is capped per cell (a cell printing 50 MB costs the grader nothing);
+- a message over MESSAGE_CAP (or with oversized headers) is replaced by a stub before any of
+  it is copied or decoded (`recv_frames`, `gated`: a kernel's 300 MB `_repr_png_` is held
+  once, as zmq received it, and freed), and printed output is capped per cell;
+- the harness's result (a display message of type verdict.MIME, sent during its own cell)
+  is written, as it came, to the job's grader-only `results/<cell id>.b64`; it is data for
+  the grading process, never shown or decoded here;
 - each cell's result as junit properties: `minbert_job`, `minbert_cell` (the cell id),
   `minbert_status` (ok | error | timeout | not-run) and `minbert_reason` (one line).
 """
@@ -24,6 +29,9 @@ import pytest
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 OUTPUT_CAP = 1 << 20  # bytes of output kept per cell; the rest is dropped unread
+MESSAGE_CAP = (16 << 20) + (64 << 10)  # bytes of one message's frames (verdict.RESULT_CAP)
+FRAME_CAP = 64 << 10  # bytes of a header, parent header or metadata frame
+MIME = "application/x-minbert-result"  # verdict.MIME
 PROGRESS = "[grading]"
 
 
@@ -56,7 +64,7 @@ def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
     from jupyter_client.manager import KernelManager
     from nbval.kernel import NbvalKernelspecManager
     cfg = job_of(kwargs.get("cwd") or ".")
-    extra = {"transport": "ipc", "ip": f"{cfg['work']}/ipc"} if cfg.get("transport") == "ipc" \
+    extra = {"transport": "ipc", "ip": f"{cfg['ipc']}/k"} if cfg.get("transport") == "ipc" \
         else {}
     km = KernelManager(kernel_name=kernel_name, kernel_spec_manager=NbvalKernelspecManager(),
                        **extra)
@@ -89,11 +97,51 @@ def await_reply(self, msg_id, timeout=None):
             return
 
 
+def gated(deserialize):
+    """Wrap Session.deserialize: a message over MESSAGE_CAP, or with an oversized header, is
+    replaced by a small stub before any of it is decoded as JSON (or copied)."""
+    def des(self, msg_list, content=True, copy=True):
+        sizes = [len(m) for m in msg_list]
+        if len(sizes) < 5 or max(sizes[1:4]) > FRAME_CAP:  # no parent we could match: ignored
+            return {"header": {"msg_type": "status", "msg_id": ""}, "msg_id": "",
+                    "msg_type": "status", "parent_header": {}, "metadata": {},
+                    "content": {"execution_state": "busy"}, "buffers": []}
+        frames = [m if isinstance(m, bytes) or n > MESSAGE_CAP else m.bytes  # (.bytes copies)
+                  for m, n in zip(msg_list[:5], sizes)]
+        if sum(sizes) <= MESSAGE_CAP:
+            return deserialize(self, frames, content=content, copy=True)
+        frames[4] = b"{}"  # the oversized content is dropped unread (its signature unchecked)
+        auth, self.auth = self.auth, None
+        try:
+            msg = deserialize(self, frames, content=True, copy=True)
+        finally:
+            self.auth = auth
+        text = f"[output of {sum(sizes)} bytes dropped unread by the grader]"
+        msg["content"] = {"name": "stdout", "text": text, "data": {"text/plain": text},
+                          "metadata": {}, "execution_count": None, "execution_state": "idle"}
+        return msg
+    return des
+
+
+def recv_frames(self, **kwargs):
+    """ZMQSocketChannel._recv without the copy: frames stay zmq's until `gated` has seen
+    their sizes (a 400 MB frame is held once, by zmq, and never copied into bytes)."""
+    msg = self.socket.recv_multipart(copy=False)
+    _ident, smsg = self.session.feed_identities(msg, copy=False)
+    return self.session.deserialize(smsg, copy=False)
+
+
 def capped(get_message):
     """Wrap RunningKernel.get_message: past OUTPUT_CAP bytes per cell, outputs are emptied."""
     def get(self, stream, timeout=None):
         msg = get_message(self, stream, timeout)
         content, parent = msg.get("content", {}), msg["parent_header"].get("msg_id")
+        data = content.get("data") if isinstance(content.get("data"), dict) else {}
+        if MIME in data:  # the harness's result: kept aside, not an output
+            if parent == getattr(self, "_minbert_cell", None):
+                self._minbert_results.append(data.pop(MIME))
+            else:
+                data.pop(MIME)
         if msg["msg_type"] in ("stream", "display_data", "execute_result", "error"):
             seen = getattr(self, "_minbert_seen", {})
             self._minbert_seen = seen
@@ -106,6 +154,27 @@ def capped(get_message):
                 content["traceback"] = [str(t)[:2000] for t in content.get("traceback", [])[-50:]]
         return msg
     return get
+
+
+def execute(execute_cell_input):
+    """Wrap RunningKernel.execute_cell_input: remember the running cell's message id."""
+    def run(self, cell_input, allow_stdin=None):
+        self._minbert_results = []
+        self._minbert_cell = execute_cell_input(self, cell_input, allow_stdin)
+        return self._minbert_cell
+    return run
+
+
+def keep_result(item) -> None:
+    """The harness's one result message of this cell, to the job's results/ folder."""
+    kernel = getattr(item.parent, "kernel", None)
+    got = getattr(kernel, "_minbert_results", [])
+    if len(got) == 1 and isinstance(got[0], str):
+        out = Path(str(item.parent.fspath)).parent.parent / "results"
+        out.mkdir(mode=0o700, exist_ok=True)
+        (out / f"{item.cell.get('id', item.cell_num)}.b64").write_text(got[0])
+    if kernel is not None:
+        kernel._minbert_results = []
 
 
 def run_cell(runtest):
@@ -129,11 +198,13 @@ def run_cell(runtest):
         opt.nbval_cell_timeout = min(cell_t, left)
         try:
             runtest(self)
+            keep_result(self)
         except KernelDied:
             st["stop"] = "the kernel died"
             record(self, "error", "the kernel died running this cell")
             raise
         except Exception as e:
+            keep_result(self)
             record(self, *failure(self, e, cell_t, nb_t, cell_t <= left, st))
             raise
         record(self, "ok", "")
@@ -174,6 +245,11 @@ def pytest_configure(config):
     kernel.start_new_kernel = start_new_kernel
     kernel.RunningKernel.await_reply = await_reply
     kernel.RunningKernel.get_message = capped(kernel.RunningKernel.get_message)
+    kernel.RunningKernel.execute_cell_input = execute(kernel.RunningKernel.execute_cell_input)
+    from jupyter_client.channels import ZMQSocketChannel
+    from jupyter_client.session import Session
+    Session.deserialize = gated(Session.deserialize)
+    ZMQSocketChannel._recv = recv_frames
     plugin.IPyNbCell.runtest = run_cell(plugin.IPyNbCell.runtest)
     plugin.IPyNbCell.setup = lambda self: None  # no xfail after a timeout: the cell's own result
 
@@ -183,6 +259,15 @@ _PROGRESS = {"done": {}, "out": os.dup(1), "worker": False}  # fd 1 before pytes
 
 def pytest_sessionstart(session):
     _PROGRESS["worker"] = hasattr(session.config, "workerinput")
+
+
+def pytest_sessionfinish(session):
+    """Each grading process's peak memory (KiB), for engine.LAST_RUN."""
+    rt = os.environ.get("JUPYTER_RUNTIME_DIR")
+    if rt and Path(rt).parent.is_dir():
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        Path(rt).parent.joinpath(f"peak-{os.getpid()}").write_text(str(peak))
 
 
 def pytest_runtest_logreport(report):

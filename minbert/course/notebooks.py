@@ -7,6 +7,7 @@ docs/notebooks.md. Plain JSON (not nbformat) keeps `release` fast and its output
 """
 import copy
 import json
+import stat
 from pathlib import Path
 
 SOLUTION = ("### BEGIN SOLUTION", "### END SOLUTION")
@@ -91,3 +92,33 @@ def secret_lines(source: str) -> set:
         elif inside and len(s) >= SECRET_MIN:
             out.add(s)
     return out
+
+
+class Ungradable(Exception):
+    """A submitted file that cannot be graded at all: every check scores 0 with `outcome`."""
+
+    def __init__(self, outcome: str, reason: str):
+        super().__init__(reason)
+        self.outcome = outcome
+
+
+def load_submission(path, name: str) -> dict:
+    """The student's notebook: a regular file of its own, in a folder that is no link."""
+    path = Path(path)
+    if path.parent.is_symlink():
+        raise Ungradable("error", f"the student's folder is a symbolic link; {name} not read")
+    if not path.exists() and not path.is_symlink():
+        raise Ungradable("missing-file", f"{name} not found in the submission")
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        raise Ungradable("error", f"{name} is a symbolic link, not a file: hand in the notebook "
+                                  "itself")
+    if not stat.S_ISREG(st.st_mode):
+        raise Ungradable("error", f"{name} is not a regular file")
+    if st.st_nlink > 1:
+        raise Ungradable("error", f"{name} is hard-linked to another file: hand in a copy of "
+                                  "your own")
+    try:
+        return read_notebook(path)
+    except (ValueError, OSError, UnicodeDecodeError) as e:
+        raise Ungradable("error", f"cannot read {name}: {e}") from None

@@ -92,7 +92,10 @@ def release_notebook(nb: dict, name: str = "notebook") -> dict:
 
 PACKAGE = Path(__file__).resolve().parents[1]  # minbert/
 RESULTS = PACKAGE.parent / "results"  # the repository's: what notebook 08 reads there
-SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".*")
+SKIP = ("__pycache__", "*.pyc", "*.egg-info", ".*")
+# the grader's checks, their inputs and oracles stay with the instructor (`course check` and
+# the release need none of them)
+GRADER_ONLY = ("oracles*.py", "verdict.py", "harness.py")
 STUDENT_README = """# {title}
 
 Your course folder. Work through `01_...` to `{last}` in order in JupyterLab, started
@@ -160,13 +163,14 @@ def release(out_dir, notebooks_dir="notebooks", package: bool = True) -> list[Pa
     return [out / name for name in texts]
 
 
-def copy_package(out: Path) -> None:
-    """out/minbert: the package as installed here, world-readable, replaced whole; every
-    SOLUTION block of its files (a written-out exercise answer) removed, so the hand-out
-    runs the stand-ins before them, or the student's saved code (minbert.yours)."""
+def copy_package(out: Path, leave: tuple = GRADER_ONLY) -> None:
+    """out/minbert: the package as installed here, world-readable, replaced whole, without
+    the files matching `leave` (the grader-only ones); every SOLUTION block of its files (a
+    written-out exercise answer) removed, so the hand-out runs the stand-ins before them, or
+    the student's saved code (minbert.yours)."""
     tmp = out / ".minbert.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(PACKAGE, tmp, ignore=SKIP)
+    shutil.copytree(PACKAGE, tmp, ignore=shutil.ignore_patterns(*SKIP, *leave))
     for p in (tmp / "checks").glob("*.py"):
         p.write_text(strip_hidden(p.read_text(encoding="utf-8"), p.name), encoding="utf-8")
     for p in tmp.rglob("*.py"):  # the written-out answers go; their stand-ins stay

@@ -1,19 +1,20 @@
 """The kernel launcher that grading runs each student's notebook through.
 
-The grader's kernelspec points here: `python -m minbert.course.sandbox CONNECTION_FILE`. It
-starts in the job's grader-only folder (nbval starts kernels in the notebook's folder), reads
-that job's `sandbox.json`, sets resource limits, and execs the kernel:
+The grader's kernelspec runs this file: `python .../sandbox.py CONNECTION_FILE` (a file, not
+`-m`, so the launcher is always this grader's). It starts in the job's grader-only folder
+(nbval starts kernels in the notebook's folder), reads that job's `sandbox.json`, sets
+resource limits, and execs the kernel:
 
     [bwrap ... --]  [setpriv --reuid U ... --]  python -P -m ipykernel_launcher --ignore-cwd
 
-bubblewrap (the sandbox Flatpak uses) gives a read-only view of the whole system with the
-instructor's notebooks, the submissions, the grader's output and every other job hidden, no
-network (`--unshare-net`), its own pid namespace (every process the kernel started dies with
-it) and the job's throwaway `work/` folder as the only writable place besides a small private
-/tmp. The kernel talks to nbval over ZMQ's ipc transport (unix sockets in `work/`), since it has
-no network. When the grader runs as root, the kernel runs as a uid of its own per job, so the
-process limit holds (root is exempt from RLIMIT_NPROC) and jobs cannot reach each other's
-files. Without bwrap, only the limits (and the uid) apply: `grading` says so loudly.
+bubblewrap (the sandbox Flatpak uses) gives the kernel a file system of its own, built from
+the system and Python (read-only), a copy of the hand-out's package at /course and the data at
+/data (read-only), a size-limited work folder /work (its cwd, HOME and /tmp) and the job's
+socket folder at /ipc; no network (`--unshare-net`), its own pid namespace (every process the
+kernel started dies with it). Nothing of the course, the submissions or the grades exists in
+it. The kernel talks to nbval over ZMQ's ipc transport in /ipc. When the grader runs as root,
+the kernel runs as a uid of its own per job, so the process limit holds (root is exempt from
+RLIMIT_NPROC). Without bwrap, only the limits (and the uid) apply: `grading` says so loudly.
 """
 import json
 import os
@@ -23,6 +24,8 @@ import sys
 from pathlib import Path
 
 KERNEL_NAME = "minbert-sandbox"
+COURSE, DATA, WORK, VENV, IPC = "/course", "/data", "/work", "/venv", "/ipc"  # as the kernel sees them
+WORK_MB = 256  # the work folder's size (also its /tmp)
 PASS_ENV = ("PATH", "LANG", "LC_ALL", "MINBERT_DATA", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
             "TZ")
 MB = 1 << 20
@@ -34,7 +37,7 @@ def bwrap() -> str | None:
 
 def kernelspec(folder: Path) -> None:
     """Write the kernelspec `minbert-sandbox` under folder/kernels (JUPYTER_PATH=folder)."""
-    spec = {"argv": [sys.executable, "-m", "minbert.course.sandbox", "{connection_file}"],
+    spec = {"argv": [sys.executable, str(Path(__file__).resolve()), "{connection_file}"],
             "display_name": "minbert grading sandbox", "language": "python",
             "interrupt_mode": "message"}  # a signal would stop at bwrap, a message reaches it
     d = folder / "kernels" / KERNEL_NAME
@@ -42,12 +45,16 @@ def kernelspec(folder: Path) -> None:
     (d / "kernel.json").write_text(json.dumps(spec))
 
 
-def job_config(work: Path, hide: list, limits: dict, uid: int | None, sandbox: bool,
-               cwd_on_path: bool = False) -> dict:
-    """What `launch` reads from the job's sandbox.json; transport "ipc" when sandboxed (the
-    kernel has no network), else tcp."""
-    return {"work": str(work), "hide": [str(h) for h in hide], "limits": limits, "uid": uid,
-            "sandbox": sandbox, "cwd_on_path": cwd_on_path,
+def job_config(work: Path, limits: dict, uid: int | None, sandbox: bool, **where) -> dict:
+    """What `launch` reads from the job's sandbox.json. `where`: ipc (the socket folder),
+    handout (the folder holding the hand-out's minbert/), data, files ([(host path, name)]:
+    read-only in /work), work_mb; cwd_on_path for `course check`. Transport ipc when
+    sandboxed (the kernel has no network), else tcp."""
+    return {"work": str(work), "limits": limits, "uid": uid, "sandbox": sandbox,
+            "ipc": str(where.get("ipc", work)), "handout": where.get("handout"),
+            "data": where.get("data"), "files": where.get("files", []),
+            "work_mb": where.get("work_mb", WORK_MB),
+            "cwd_on_path": where.get("cwd_on_path", False),
             "transport": "ipc" if sandbox else "tcp"}
 
 
@@ -65,36 +72,47 @@ def set_limits(limits: dict) -> None:
             resource.setrlimit(which, (n, n))
 
 
-def kernel_env(work: str) -> dict:
-    """A clean environment: the grader's own variables (tokens, paths) never reach the kernel."""
+def kernel_env(work: str, sandboxed: bool) -> dict:
+    """A clean environment: the grader's own variables (tokens, paths) never reach the kernel;
+    in the sandbox the package is the hand-out's (/course) and the data /data."""
     env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
-    env.setdefault("PATH", "/usr/bin:/bin")
+    env["PATH"] = "/usr/bin:/bin"
     env.update(HOME=work, TMPDIR="/tmp", MPLCONFIGDIR=f"{work}/.matplotlib", MINBERT_CI="1",
                MINBERT_CHECKS="raise", PYTHONSAFEPATH="1", HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", HF_HOME=f"{work}/.hf", PYTHONDONTWRITEBYTECODE="1")
+               TRANSFORMERS_OFFLINE="1", HF_HOME=f"{work}/.hf", PYTHONDONTWRITEBYTECODE="1",
+               MINBERT_YOURS=f"{work}/yours")
+    if sandboxed:
+        env.update(PYTHONPATH=COURSE, MINBERT_DATA=DATA)
     return env
 
 
-def needed_paths() -> list[tuple[str, str]]:
-    """What the kernel must still see inside a hidden folder (Python, the package, the data),
-    as (real path, the path it is handed): CI's MINBERT_DATA may be a symlink under /tmp."""
-    return [(os.path.realpath(n), os.path.abspath(n))
-            for n in (sys.prefix, sys.base_prefix, str(Path(__file__).resolve().parents[2]),
-                      os.environ.get("MINBERT_DATA", "")) if n]
+def system_binds() -> list[str]:
+    """The system, read-only: /usr and /etc (and the merged-usr links), Python's own prefix,
+    and the virtual environment at VENV. Nothing else of the host's file system is there."""
+    argv = []
+    for d in ("/usr", "/etc"):
+        argv += ["--ro-bind", d, d]
+    for d in ("/bin", "/lib", "/lib64", "/sbin"):
+        if os.path.islink(d):
+            argv += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            argv += ["--ro-bind", d, d]
+    base = os.path.realpath(sys.base_prefix)
+    if not inside(base, "/usr"):
+        passable(argv, base, "/")
+        argv += ["--ro-bind", base, base]
+    if sys.prefix != sys.base_prefix:
+        argv += ["--ro-bind", os.path.realpath(sys.prefix), VENV]
+    return argv
 
 
-def needed() -> list[str]:
-    return [real for real, _ in needed_paths()]
+def kernel_python() -> str:
+    """The kernel's Python as the sandbox sees it (the virtual environment's, at VENV)."""
+    return f"{VENV}/bin/python" if sys.prefix != sys.base_prefix else sys.executable
 
 
 def inside(path: str, folder: str) -> bool:
     return (path.rstrip("/") + "/").startswith(folder.rstrip("/") + "/")
-
-
-def hidable(path) -> bool:
-    """A folder can be hidden whole (nothing the kernel needs lives inside it)."""
-    p = os.path.realpath(path)
-    return os.path.isdir(p) and not any(inside(n, p) for n in needed())
 
 
 def passable(argv: list, path: str, under: str) -> None:
@@ -104,50 +122,45 @@ def passable(argv: list, path: str, under: str) -> None:
             argv += ["--perms", "0711", "--dir", str(parent)]
 
 
-def reveal(argv: list, h: str) -> None:
-    """Bind back, read-only, what the kernel needs inside the hidden folder h (e.g. Python
-    under $HOME, or a course cloned under /tmp): the rest of h stays hidden."""
-    for real, given in needed_paths():
-        for n in dict.fromkeys((real, given)):  # a symlink's target at the link's path too
-            if inside(n, h) and n != h:
-                passable(argv, n, h)
-                argv += ["--ro-bind", real, n]
-
-
-def bwrap_argv(cfg: dict, tmp_mb: int = 512) -> list[str]:
-    work = cfg["work"]
-    argv = [bwrap(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--perms", "1777", "--size", str(tmp_mb * MB), "--tmpfs", "/tmp",
-            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", "--die-with-parent", "--hostname", "sandbox"]
-    reveal(argv, "/tmp")  # a checkout or venv under /tmp (mktemp -d) must stay visible
-    hidden = ["/tmp"]
-    for h in dict.fromkeys(os.path.realpath(h) for h in cfg["hide"]):
-        if not os.path.isdir(h):
-            continue
-        argv += ["--perms", "0755", "--tmpfs", h]
-        hidden.append(h)
-        reveal(argv, h)
-    for h in hidden:
-        if inside(work, h):
-            passable(argv, work, h)
-    argv += ["--bind", work, work, "--chdir", work]
-    if cfg["uid"] is not None:  # setpriv needs these two to drop to the job's uid
-        argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    return argv + ["--"]
+def bwrap_argv(cfg: dict) -> list[str]:
+    """A file system of its own: the system and Python read-only, the hand-out's package at
+    /course, the data at /data (read-only), a work folder /work (also /tmp) of cfg["work_mb"]
+    MB, the job's socket folder; the root itself read-only. No path of the course, the
+    submissions or the grades exists in it, so none can be named in /proc/self/mountinfo."""
+    argv = [bwrap(), "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--hostname", "sandbox",
+            *system_binds(), "--proc", "/proc", "--dev", "/dev"]
+    if cfg.get("handout"):
+        argv += ["--ro-bind", cfg["handout"], COURSE]
+    if cfg.get("data"):
+        argv += ["--ro-bind", cfg["data"], DATA]
+    argv += ["--size", str(int(cfg.get("work_mb", WORK_MB)) * MB), "--perms", "1777",
+             "--tmpfs", WORK, "--perms", "1777", "--dir", f"{WORK}/tmp",
+             "--symlink", f"{WORK}/tmp", "/tmp"]
+    for host, name in cfg.get("files", []):
+        argv += ["--ro-bind", host, f"{WORK}/{name}"]
+    return argv + ["--bind", cfg["ipc"], IPC, "--chdir", WORK, "--remount-ro", "/",
+                   *(["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+                     if cfg["uid"] is not None else []), "--"]
 
 
 def launch(conn_file: str) -> None:
     """Run from the job's nb/ folder by jupyter_client; execs the kernel (never returns)."""
     job = Path.cwd().parent
     cfg = json.loads((job / "sandbox.json").read_text())
-    work, conn = cfg["work"], Path(conn_file)
-    if cfg["uid"] is not None:  # the grader's copy is 0600: the job's uid gets its own
-        conn = Path(work, ".connection.json")
-        conn.write_text(Path(conn_file).read_text())
+    conn = Path(conn_file)
+    if cfg["uid"] is not None or cfg["sandbox"]:  # the grader's copy is not in the sandbox
+        info = json.loads(Path(conn_file).read_text())
+        if cfg["sandbox"]:  # the same sockets, at the path the sandbox binds them to
+            info["ip"] = info["ip"].replace(cfg["ipc"], IPC, 1)
+        conn = Path(cfg["ipc"], ".connection.json")
+        conn.write_text(json.dumps(info))
         conn.chmod(0o600)
-        os.chown(conn, cfg["uid"], cfg["uid"])
-    kernel = [sys.executable, "-P", "-m", "ipykernel_launcher", "-f", str(conn)]
+        if cfg["uid"] is not None:
+            os.chown(conn, cfg["uid"], cfg["uid"])
+        conn = Path(IPC if cfg["sandbox"] else cfg["ipc"], ".connection.json")
+    kernel = [kernel_python() if cfg["sandbox"] else sys.executable, "-P", "-m",
+              "ipykernel_launcher", "-f", str(conn)]
     if not cfg.get("cwd_on_path"):
         kernel.append("--ignore-cwd")
     if cfg["uid"] is not None:
@@ -155,8 +168,10 @@ def launch(conn_file: str) -> None:
                   f"--regid={cfg['uid']}", "--clear-groups", "--no-new-privs", "--"] + kernel
     set_limits(cfg["limits"])
     argv = (bwrap_argv(cfg) if cfg["sandbox"] else []) + kernel
-    os.chdir(work)
-    env = kernel_env(work) if cfg["sandbox"] or cfg["uid"] is not None else \
+    work = WORK if cfg["sandbox"] else cfg["work"]
+    if not cfg["sandbox"]:
+        os.chdir(work)
+    env = kernel_env(work, cfg["sandbox"]) if cfg["sandbox"] or cfg["uid"] is not None else \
         {**os.environ, "MINBERT_CI": "1", "MINBERT_CHECKS": "raise"}  # `course check`
     os.execve(argv[0], argv, env)
 

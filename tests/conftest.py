@@ -1,5 +1,6 @@
 """Shared fixtures. The data folder comes from $MINBERT_DATA (.ci/run points it at
-../shared/data); tests that need real data skip with a reason when it is absent."""
+../shared/data); tests that need real data skip with a reason when it is absent. The browser
+tests (test_browser.py, test_site.py) share one Chromium fixture and the screenshot folder rule."""
 import os
 import shutil
 from pathlib import Path
@@ -46,3 +47,33 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; never `playwright install`
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium driven by Playwright (test_browser.py, test_site.py); skips,
+    naming what is missing, without the dev extras or the Debian package."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="the browser tests need the Python package playwright "
+        "(pip install -e \".[dev]\"); never `playwright install`: they drive /usr/bin/chromium")
+    if not CHROMIUM.exists():
+        pytest.skip(f"the browser tests need Debian's chromium at {CHROMIUM} "
+                    "(apt-get install -y chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                              args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts(request) -> Path:
+    """The test module's screenshot folder (its ARTIFACTS), emptied of old screenshots."""
+    folder = request.module.ARTIFACTS
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    return folder

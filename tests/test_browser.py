@@ -38,7 +38,6 @@ import pytest
 from test_yours import answered
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("MINBERT_ARTIFACTS", ROOT / "artifacts")) / "browser"
 TOKEN = "minbert-browser-test"
 CURRENT = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook on screen
@@ -110,29 +109,6 @@ def lab(tmp_path_factory, data_root):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
         log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the browser test needs the Python package playwright "
-        "(pip install -e \".[dev]\"); never `playwright install`: it drives /usr/bin/chromium")
-    if not CHROMIUM.exists():
-        pytest.skip(f"the browser test needs Debian's chromium at {CHROMIUM} "
-                    "(apt-get install -y chromium)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                              args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def artifacts():
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS.glob("*.png"):
-        old.unlink()
-    return ARTIFACTS
 
 
 def run_all(browser, base, name, shots: Path, watch=None, size=(1400, 1000)):

@@ -33,7 +33,6 @@ from minbert.course.releasing import release_notebook, replace_blocks
 from test_yours import code, solution_lines
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("MINBERT_ARTIFACTS", ROOT / "artifacts")) / "site"
 TEXT = {".html", ".js", ".txt", ".json", ".ipynb", ".md", ".py", ".css", ".inv"}
 
@@ -151,29 +150,6 @@ def served(site):
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the site test needs the Python package playwright "
-        "(pip install -e \".[dev]\"); never `playwright install`: it drives /usr/bin/chromium")
-    if not CHROMIUM.exists():
-        pytest.skip(f"the site test needs Debian's chromium at {CHROMIUM} "
-                    "(apt-get install -y chromium)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                              args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def artifacts():
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS.glob("*.png"):
-        old.unlink()
-    return ARTIFACTS
 
 
 BROKEN_IMAGES = "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"

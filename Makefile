@@ -52,7 +52,7 @@ results: $(STAMP)
 	python -m minbert.report.experiments table --results results
 
 check: $(STAMP)
-	python -m minbert.course check "$(FILE)"
+	python -m minbert.check "$(FILE)"
 
 # the student's hand-out, run in CI mode, rendered by Sphinx (site/build.py says how)
 site: $(STAMP)

@@ -67,7 +67,7 @@ def run_handout(nb: Path, mode: str, yours: Path) -> tuple[float, str]:
 
 def handout_folder() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="minbert-handout-"))
-    subprocess.run([sys.executable, "-m", "minbert.course", "release", "--out", str(folder / "h")],
+    subprocess.run([sys.executable, "-m", "course", "release", "--out", str(folder / "h")],
                    cwd=ROOT, check=True, capture_output=True)
     return folder / "h"
 

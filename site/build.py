@@ -1,6 +1,6 @@
 """The course as a website (`make site`): the student's hand-out, run, rendered by Sphinx.
 
-1. `minbert.course.release` writes the hand-out into WORK/handout: notebooks and package
+1. `course.release` writes the hand-out into WORK/handout: notebooks and package
    with every solution block stripped (the course's own release, not a second stripper);
 2. each hand-out notebook runs there in CI mode (MINBERT_CI=1, checks report: nothing is
    answered, so the stand-ins run and each check prints "not done yet");
@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the repository's minbert: its release makes the hand-out
 
-from minbert import course  # noqa: E402
-from minbert.course.notebooks import numbered_notebooks  # noqa: E402
+import course  # noqa: E402
+from course.notebooks import numbered_notebooks  # noqa: E402
 
 GUIDES = ["README.md", "docs/instructors.md", "docs/design.md", "docs/notebooks.md",
           "docs/distributed.md", "results/README.md", "data/README.md", "benchmarks/README.md"]

@@ -1,6 +1,6 @@
 """The course in a real browser (issue 14, acceptance 2; issue 28, acceptance 6).
 
-JupyterLab on a free local port serves the student release (`python -m minbert.course
+JupyterLab on a free local port serves the student release (`python -m course
 release`), a hand-out folder outside the repository; headless Chromium (Debian's `chromium`,
 driven by Playwright with executable_path: no browser download) opens released notebooks and
 runs all their cells, as a student's "Run All" does:
@@ -76,7 +76,7 @@ def lab(tmp_path_factory, data_root):
                MINBERT_YOURS=str(tmp / "yours"))
     for key in ("PYTHONPATH", "MINBERT_RESULTS"):  # the hand-out's own package and results
         env.pop(key, None)
-    subprocess.run([sys.executable, "-m", "minbert.course", "release", "--out", str(release),
+    subprocess.run([sys.executable, "-m", "course", "release", "--out", str(release),
                     "--notebooks", str(ROOT / "notebooks")], check=True, cwd=ROOT, env=env,
                    capture_output=True)
     nbformat.write(answered(release, "01_attention.ipynb", count=False),

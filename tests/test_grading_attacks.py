@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from minbert import course
-from minbert.course import guard, sandbox
-from minbert.course.sandbox import bwrap
+import course
+from course import guard, sandbox
+from course.sandbox import bwrap
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "01_heads.ipynb"

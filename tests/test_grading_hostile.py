@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from minbert.course import engine, guard, oracles
-from minbert import course
-from minbert.course.sandbox import bwrap
+from course import engine, guard, oracles
+import course
+from course.sandbox import bwrap
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "01_mini.ipynb"

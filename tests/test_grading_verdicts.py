@@ -1,8 +1,8 @@
 """Issue 29: the verdict is computed outside the student's kernel.
 
 Each check of the course is planned by the grader (inputs drawn from a secret seed, the oracle
-run grader-side: minbert/course/oracles*.py). Here the harness the grader pastes into the
-kernel (minbert/course/harness.py) runs in this process on the instructor's solutions, which
+run grader-side: course/oracles*.py). Here the harness the grader pastes into the
+kernel (course/harness.py) runs in this process on the instructor's solutions, which
 pass on several seeds, and on wrong answers, which fail: so every check is shown to fail. The
 kernel's result is read with limits (size, header, dtypes) before anything is decoded.
 """
@@ -19,9 +19,9 @@ from safetensors.torch import save
 from torch import nn
 
 import minbert
-from minbert.course import oracles, verdict
-from minbert.course.notebooks import kind, numbered_notebooks, read_notebook
-from minbert.course.verdict import Broken, read_result, seed_for
+from course import oracles, verdict
+from course.notebooks import kind, numbered_notebooks, read_notebook
+from course.verdict import Broken, read_result, seed_for
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [p for p in numbered_notebooks(ROOT / "notebooks") if p.name != "08_results.ipynb"]

@@ -1,5 +1,5 @@
 """The hand-out folder away from the repository (docs/instructors.md, section 2): notebook 08
-finds the results the release ships and runs to its end there; `course check` run in it
+finds the results the release ships and runs to its end there; `python -m minbert.check` run in it
 scores an untouched notebook 0 and the instructor's answers full marks; `make check` takes
 the student's file and refuses none or an instructor copy."""
 import os
@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from minbert import course
+import course
 from minbert.env import RESULTS_ENV
 from minbert.report import results as R
 
@@ -46,7 +46,17 @@ def test_release_ships_what_08_reads(handout):
     one = json_files[0]
     assert R.read_result(handout / "results" / f"{one}.gz") == R.read_result(ROOT / "results" / one)
     readme = (handout / "README.md").read_text()
-    assert "python -m minbert.course check 01_attention.ipynb" in readme
+    assert "python -m minbert.check 01_attention.ipynb" in readme
+
+
+def test_the_handout_ships_only_the_taught_package(handout):
+    """The grader (`course/`: oracles, drawn inputs, the harness, the verdicts) is another
+    package: nothing of it is in the hand-out, and the hand-out's own check is minbert's."""
+    names = {p.name for p in handout.rglob("*")}
+    assert not (handout / "course").exists() and not (handout / "minbert" / "course").exists()
+    assert not {"verdict.py", "harness.py", "sandbox.py", "nbvalplugin.py", "grading.py"} & names
+    assert not [n for n in names if n.startswith("oracles")]
+    assert (handout / "minbert" / "check.py").is_file()
 
 
 def test_handout_sets_up_without_the_repository(handout):
@@ -84,16 +94,16 @@ def test_08_runs_to_the_end_in_the_handout(handout, monkeypatch):
     assert Path(used[1]) == handout / "results" and int(used[2]) > 0
 
 
-def course_check(folder: Path, name: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "minbert.course", "check", name], cwd=folder,
+def student_check(folder: Path, name: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "minbert.check", name], cwd=folder,
                           env=student_env(), capture_output=True, text=True, timeout=600)
 
 
-def test_course_check_in_the_handout(handout, data_root):
+def test_student_check_in_the_handout(handout, data_root):
     """The README's command, run in the hand-out folder: 0 points untouched, full points with
     the instructor's solutions typed into the exercise cells."""
     name = "01_attention.ipynb"
-    untouched = course_check(handout, name)
+    untouched = student_check(handout, name)
     total = re.search(r"Total: (\S+) / (\S+)", untouched.stdout)
     assert untouched.returncode == 1 and total and total[1] == "0" and float(total[2]) > 0, \
         untouched.stdout + untouched.stderr
@@ -104,7 +114,7 @@ def test_course_check_in_the_handout(handout, data_root):
     for c in released["cells"]:
         c["source"] = answers.get(c["id"], c["source"])
     (handout / name).write_text(course.dumps_notebook(released))
-    solved = course_check(handout, name)
+    solved = student_check(handout, name)
     assert solved.returncode == 0 and f"Total: {total[2]} / {total[2]}" in solved.stdout, \
         solved.stdout + solved.stderr
 
@@ -129,4 +139,4 @@ def test_make_check_takes_the_students_file(handout, tmp_path):
         assert not r.stdout and not venv.exists(), args  # refused before anything ran
     mine = handout / "01_attention.ipynb"
     r = make("-n", "check", f"FILE={mine}", venv=venv)
-    assert r.stdout.splitlines()[-1] == f'python -m minbert.course check "{mine}"', r.stdout
+    assert r.stdout.splitlines()[-1] == f'python -m minbert.check "{mine}"', r.stdout

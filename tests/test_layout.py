@@ -58,7 +58,7 @@ def test_make_targets_run_the_documented_commands():
     assert recipe("test") == [TEST_COMMAND + " $(PYTEST_ARGS)"]
     assert TEST_COMMAND in (ROOT / "README.md").read_text()
     assert recipe("lab") == ["jupyter lab notebooks/ $(LAB_ARGS)"]
-    assert recipe("check") == ['python -m minbert.course check "$(FILE)"'], \
+    assert recipe("check") == ['python -m minbert.check "$(FILE)"'], \
         "the student's own file (tests/test_handout.py: no file or an instructor copy refused)"
     install = recipe("$(STAMP)")
     assert install[1:3] == ["python -m pip install -q $(TORCH)",

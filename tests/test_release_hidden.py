@@ -1,5 +1,5 @@
 """The student release holds no hidden check: every `# BEGIN HIDDEN CHECK` block of
-minbert/checks becomes a raise in the released package (minbert.course.releasing)."""
+minbert/checks becomes a raise in the released package (course.releasing)."""
 import re
 import subprocess
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from minbert.course.releasing import HIDDEN_BEGIN, HIDDEN_END, release, strip_hidden
+from course.releasing import HIDDEN_BEGIN, HIDDEN_END, release, strip_hidden
 
 CHECKS = Path(__file__).resolve().parents[1] / "minbert" / "checks"
 

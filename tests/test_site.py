@@ -28,8 +28,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from minbert.course.notebooks import SOLUTION, numbered_notebooks, read_notebook, secret_lines
-from minbert.course.releasing import release_notebook, replace_blocks
+from course.notebooks import SOLUTION, numbered_notebooks, read_notebook, secret_lines
+from course.releasing import release_notebook, replace_blocks
 from test_yours import code, solution_lines
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """Run All runs all (issue 14, acceptance 3).
 
-A released 03_heads (`python -m minbert.course release`, what students get) with one exercise
+A released 03_heads (`python -m course release`, what students get) with one exercise
 solved, one wrong and one missing:
 - in student mode (MINBERT_CHECKS=report, what a student's kernel does) every cell runs, top
   to bottom, and each check cell's output states its verdict: ✓ for the solved one, ✗ with
@@ -40,7 +40,7 @@ def env(**extra):
 def student_copy(tmp_path_factory, data_root):
     """release/03_heads.ipynb as a student would hand it in: one solved, one wrong, one missing."""
     folder = tmp_path_factory.mktemp("student-day")
-    subprocess.run([sys.executable, "-m", "minbert.course", "release", "--out", str(folder / "release"),
+    subprocess.run([sys.executable, "-m", "course", "release", "--out", str(folder / "release"),
                     "--notebooks", str(ROOT / "notebooks")], check=True, cwd=ROOT, env=env(),
                    capture_output=True)
     nb = nbformat.read(folder / "release" / NAME, as_version=4)
@@ -93,7 +93,7 @@ def test_nbval_fails_the_wrong_and_the_missing_check(student_copy, tmp_path):
 
 def test_the_grader_gives_them_no_points(student_copy, tmp_path):
     out = tmp_path / "grades.csv"
-    subprocess.run([sys.executable, "-m", "minbert.course", "grade", str(student_copy.parents[1]),
+    subprocess.run([sys.executable, "-m", "course", "grade", str(student_copy.parents[1]),
                     "--out", str(out), "--notebooks", str(ROOT / "notebooks")],
                    check=True, cwd=ROOT, env=env(), capture_output=True, timeout=900)
     rows = {r["check"]: r for r in csv.DictReader(out.open()) if r["notebook"] == NAME}

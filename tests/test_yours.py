@@ -13,8 +13,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from minbert import course, yours
-from minbert.course.notebooks import numbered_notebooks, secret_lines
+import course
+from minbert import yours
+from course.notebooks import numbered_notebooks, secret_lines
 
 from test_handout import ROOT, student_env
 

@@ -81,7 +81,7 @@ def check_adamw_step(fn, *, hidden=False):
             _close(p, torch.tensor(wp, dtype=torch.float64), f"p after step {t}", 1e-9,
                    "alpha = lr sqrt(1 - beta2^t) / (1 - beta1^t); p <- p - alpha m / (sqrt(v) + eps)")
         return
-    # BEGIN HIDDEN CHECK (the student release keeps only a raise: minbert.course.releasing)
+    # BEGIN HIDDEN CHECK (the student release keeps only a raise: course.releasing)
     gen = _generator(1)
     p0 = torch.randn(5, generator=gen, dtype=torch.float64).tolist()
     grads = (torch.randn(4, 5, generator=gen, dtype=torch.float64) * 0.1).tolist()

@@ -41,7 +41,7 @@ def check_mean_pool(fn, *, hidden=False, seed=0):
         assert torch.allclose(got, want, atol=1e-5), \
             "my_mean_pool differs from sentence-transformers' Pooling(mean): average over the tokens with mask 1 only"
         return
-    # BEGIN HIDDEN CHECK (the student release keeps only a raise: minbert.course.releasing)
+    # BEGIN HIDDEN CHECK (the student release keeps only a raise: course.releasing)
     # by hand: the padded third token must not count
     h = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
     assert torch.allclose(_call(fn, h, torch.tensor([[1, 1, 0]])), torch.tensor([[2.0, 3.0]])), \
@@ -81,7 +81,7 @@ def check_cosine_mse(fn, *, hidden=False, seed=0):
             f"my_cosine_mse_loss = {got.item():.6f}, sentence-transformers says {want.item():.6f}. "
             "Did you divide the score by 5, and take the mean (not the sum) over the batch?")
         return
-    # BEGIN HIDDEN CHECK (the student release keeps only a raise: minbert.course.releasing)
+    # BEGIN HIDDEN CHECK (the student release keeps only a raise: course.releasing)
     # by hand: cosines 0, 1/sqrt(2), -1 against targets 0, 1, 0.5
     u2 = torch.tensor([[1.0, 0.0], [1.0, 0.0], [3.0, 4.0]])
     v2 = torch.tensor([[0.0, 2.0], [1.0, 1.0], [-3.0, -4.0]])

@@ -55,7 +55,7 @@ def result_files(folder) -> list:
 def results_dir(path=None) -> Path:
     """The folder of result JSONs notebook 08 reads: `path` > $MINBERT_RESULTS > the
     `results/` folder beside the minbert package (the repository's `results/`; in the student
-    folder of `python -m minbert.course release`, its `results/`). No search: a folder without
+    folder of `python -m course release`, its `results/`). No search: a folder without
     result JSONs is an error that names it."""
     folder, source = chosen_folder(path, RESULTS_ENV, BESIDE_PACKAGE)
     if not result_files(folder):

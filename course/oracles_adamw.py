@@ -3,7 +3,7 @@ steps, and the optimizer over drawn parameter groups. Oracle: the formulas of 02
 one Python float at a time (minbert.checks.adamw._adamw_reference: no tensors, no minbert)."""
 import torch
 
-from ..checks.adamw import _adamw_reference
+from minbert.checks.adamw import _adamw_reference
 from .oracles_attention import pick
 from .verdict import Plan, Wrong, close
 

@@ -3,12 +3,15 @@
 Cells tagged `exercise` hold a `### BEGIN SOLUTION` / `### END SOLUTION` block; cells tagged
 `check` assert an exercise and may hold a `### BEGIN HIDDEN CHECKS` / `### END HIDDEN CHECKS`
 block; a check's points live in `cell.metadata.minbert.points` (default 1). See
-docs/notebooks.md. Plain JSON (not nbformat) keeps `release` fast and its output byte-stable.
+docs/notebooks.md; the tags and points are read by minbert/check.py, which the hand-out
+ships. Plain JSON (not nbformat) keeps `release` fast and its output byte-stable.
 """
 import copy
 import json
 import stat
 from pathlib import Path
+
+from minbert.check import fmt, kind, points, tags  # the cell conventions, shared with the hand-out
 
 SOLUTION = ("### BEGIN SOLUTION", "### END SOLUTION")
 HIDDEN = ("### BEGIN HIDDEN CHECKS", "### END HIDDEN CHECKS")
@@ -51,32 +54,6 @@ def dumps_notebook(nb: dict) -> str:
     for cell in nb["cells"]:
         cell["source"] = cell["source"].splitlines(keepends=True)
     return json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
-
-
-def tags(cell: dict) -> list:
-    meta = cell.get("metadata")
-    t = meta.get("tags", []) if isinstance(meta, dict) else []
-    return t if isinstance(t, list) else []
-
-
-def kind(cell: dict) -> str | None:
-    """'exercise', 'check' or None (a cell may not be both)."""
-    t = tags(cell)
-    if "exercise" in t and "check" in t:
-        raise ValueError(f"cell {cell.get('id')!r} is tagged both exercise and check")
-    return "exercise" if "exercise" in t else "check" if "check" in t else None
-
-
-def points(cell: dict) -> float:
-    p = (cell["metadata"].get("minbert") or {}).get("points", 1)
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or p < 0:
-        raise ValueError(f"check cell {cell.get('id')!r}: points must be a number >= 0, got {p!r}")
-    return p
-
-
-def fmt(x: float) -> str:
-    """Points and seconds as people write them: 2, 0.5, 120."""
-    return f"{x:g}"
 
 
 def secret_lines(source: str) -> set:

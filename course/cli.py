@@ -1,4 +1,4 @@
-"""The command line: `python -m minbert.course release|grade|check ...`."""
+"""The command line: `python -m course release|grade|check ...`."""
 import argparse
 import sys
 from pathlib import Path
@@ -8,12 +8,12 @@ from .grading import GradeOptions, grade
 from .releasing import release
 from .reports import totals_table
 
-DESCRIPTION = "Course tooling: the student release, sandboxed grading (docs/instructors.md) " \
-              "and a student's own check before hand-in."
+DESCRIPTION = "The instructor's course tooling: the student release, sandboxed grading " \
+              "(docs/instructors.md) and the student's check (python -m minbert.check) on any copy."
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m minbert.course", description=DESCRIPTION)
+    p = argparse.ArgumentParser(prog="python -m course", description=DESCRIPTION)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("release", help="write the student folder: released notebooks, package, "
                                        "data instructions")

@@ -11,7 +11,7 @@ PAD, UNK, CLS, SEP, MASK, VOCAB = 0, 100, 101, 102, 103, 30522
 
 
 def mask_tokens(fn, seed):
-    from ..checks.mlm import _padded_rows
+    from minbert.checks.mlm import _padded_rows
     gen, plan = torch.Generator().manual_seed(seed), Plan()
     ids, attn = _padded_rows(gen, 400, 448)  # ~112,000 eligible tokens
     gseed = pick(gen, 0, 10 ** 6)
@@ -91,7 +91,7 @@ def mean_pool(fn, seed):
 
 
 def cosine_mse(fn, seed):
-    from ..checks.cosine import _oracle_loss
+    from minbert.checks.cosine import _oracle_loss
     gen, plan = torch.Generator().manual_seed(seed), Plan()
     b, h = pick(gen, 8, 20), pick(gen, 8, 40)
     u = torch.randn(b, h, generator=gen)

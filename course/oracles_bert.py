@@ -16,14 +16,14 @@ PAD, CLS, SEP = 0, 101, 102
 def oracle_model():
     import transformers
 
-    from ..pretrained import bundled_path
+    from minbert.pretrained import bundled_path
     transformers.utils.logging.disable_progress_bar()
     return transformers.BertModel.from_pretrained(str(bundled_path()),
                                                   attn_implementation="eager").eval()
 
 
 def self_attention_module(fn, seed):
-    from ..checks.attention import _checkpoint_part
+    from minbert.checks.attention import _checkpoint_part
     gen, plan = torch.Generator().manual_seed(seed), Plan()
     model = oracle_model()
     layer = pick(gen, 0, model.config.num_hidden_layers - 1)
@@ -88,7 +88,7 @@ EMBEDDING_CONFIG = ("vocab_size", "hidden_size", "max_position_embeddings", "typ
 def embeddings_module(fn, seed):
     """cls(config) loaded with the checkpoint's embeddings; on drawn ids with two segments
     (token types 0 and 1) and without token types; in training mode it must drop out."""
-    from ..checks.attention import _checkpoint_part
+    from minbert.checks.attention import _checkpoint_part
     gen, plan, model = torch.Generator().manual_seed(seed), Plan(), oracle_model()
     for k, t in _checkpoint_part("embeddings.").items():
         if k != "position_ids":

@@ -106,7 +106,7 @@ def merge_heads(fn, seed):
 
 
 def bert_layer(fn, seed):
-    from ..checks.attention import _hf_layer  # the instructor's oracle builder (transformers)
+    from minbert.checks.attention import _hf_layer  # the instructor's oracle builder (transformers)
     gen, plan, want = torch.Generator().manual_seed(seed), Plan(), []
     for i, (eps, p) in enumerate([(1e-12, 0.0), (1e-12, 0.3), (1e-2, 0.0)]):
         heads_, d = pick(gen, 2, 4), pick(gen, 4, 12)

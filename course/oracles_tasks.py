@@ -52,7 +52,7 @@ def head(which: str):
 
 
 def round_robin(fn, seed):
-    from ..checks.round_robin import expected_steps
+    from minbert.checks.round_robin import expected_steps
     gen, plan, want = torch.Generator().manual_seed(seed), Plan(), []
     for i, tasks in enumerate([["sst", "quora", "sts"], ["sts", "sst"], ["quora"]]):
         batches = {t: [float(pick(gen, 1, 999)) for _ in range(pick(gen, 3, 6))] for t in tasks}
@@ -77,7 +77,7 @@ def round_robin(fn, seed):
 
 
 def project_conflicting(fn, seed):
-    from ..checks.pcgrad import _reference
+    from minbert.checks.pcgrad import _reference
     gen, plan, want = torch.Generator().manual_seed(seed), Plan(), []
     n = pick(gen, 20, 40)
     g3 = torch.randn(3, n, generator=gen, dtype=torch.float64)

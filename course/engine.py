@@ -105,7 +105,7 @@ def prepare(root: Path, i: int, job: Job, limits: dict, sandbox: bool) -> Path:
 
 def pytest_argv(paths, root: Path, workers: int, cell_timeout: float, nb_timeout: float):
     (root / "pytest.ini").write_text("[pytest]\n")
-    argv = [sys.executable, "-m", "pytest", "-p", "minbert.course.nbvalplugin", "--nbval-lax",
+    argv = [sys.executable, "-m", "pytest", "-p", "course.nbvalplugin", "--nbval-lax",
             f"--nbval-cell-timeout={cell_timeout:g}", f"--nbval-kernel-name={KERNEL_NAME}",
             f"--minbert-cell-timeout={cell_timeout:g}",
             f"--minbert-notebook-timeout={nb_timeout:g}",
@@ -128,14 +128,13 @@ def run_jobs(jobs: list[Job], workers: int = 0, cell_timeout: float = 120,
     try:
         kernelspec(root)
         if sandbox:
-            copy_package(root / "handout", leave=("course",))  # the kernel's minbert: the
-            # hand-out's, read-only, without any of the course tooling
+            copy_package(root / "handout")  # the kernel's minbert: the hand-out's, read-only
         paths = [prepare(root, i, job, limits, sandbox) for i, job in enumerate(jobs)]
         expect = {p.parent.parent.name: {"label": j.label, "cells": sum(
             c["cell_type"] == "code" for c in j.nb["cells"])} for p, j in zip(paths, jobs)}
         env = {k: v for k, v in os.environ.items()  # not an outer pytest's worker variables
                if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
-        here = str(Path(__file__).resolve().parents[2])  # this grader's package, not another
+        here = str(Path(__file__).resolve().parents[1])  # this grader's package, not another
         env = {**env, "PYTHONPATH": os.pathsep.join([here, env.get("PYTHONPATH", "")]).rstrip(
                    os.pathsep),
                "JUPYTER_PATH": str(root), "JUPYTER_RUNTIME_DIR": str(root / "rt"),

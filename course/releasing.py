@@ -90,12 +90,9 @@ def release_notebook(nb: dict, name: str = "notebook") -> dict:
             "nbformat": 4, "nbformat_minor": max(5, nb.get("nbformat_minor", 5))}
 
 
-PACKAGE = Path(__file__).resolve().parents[1]  # minbert/
+PACKAGE = Path(files.__file__).resolve().parent  # the taught package, all the hand-out ships
 RESULTS = PACKAGE.parent / "results"  # the repository's: what notebook 08 reads there
 SKIP = ("__pycache__", "*.pyc", "*.egg-info", ".*")
-# the grader's checks, their inputs and oracles stay with the instructor (`course check` and
-# the release need none of them)
-GRADER_ONLY = ("oracles*.py", "verdict.py", "harness.py")
 STUDENT_README = """# {title}
 
 Your course folder. Work through `01_...` to `{last}` in order in JupyterLab, started
@@ -117,7 +114,7 @@ Set up once (Python 3.11 or newer), from this folder:
   JSON per run, every dev prediction included) and the figures it shows.
 - Before handing in, score your own notebook on its visible checks, from this folder:
 
-      python -m minbert.course check 01_attention.ipynb
+      python -m minbert.check 01_attention.ipynb
 
   It runs the notebook top to bottom in a fresh kernel (small data and steps, as the
   grader does) and prints each visible check's verdict, its points and your total. The
@@ -163,14 +160,14 @@ def release(out_dir, notebooks_dir="notebooks", package: bool = True) -> list[Pa
     return [out / name for name in texts]
 
 
-def copy_package(out: Path, leave: tuple = GRADER_ONLY) -> None:
-    """out/minbert: the package as installed here, world-readable, replaced whole, without
-    the files matching `leave` (the grader-only ones); every SOLUTION block of its files (a
-    written-out exercise answer) removed, so the hand-out runs the stand-ins before them, or
-    the student's saved code (minbert.yours)."""
+def copy_package(out: Path) -> None:
+    """out/minbert: the taught package as installed here (the grader, `course/`, is another
+    package and never shipped), world-readable, replaced whole; every SOLUTION block of its
+    files (a written-out exercise answer) removed, so the hand-out runs the stand-ins before
+    them, or the student's saved code (minbert.yours)."""
     tmp = out / ".minbert.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(PACKAGE, tmp, ignore=shutil.ignore_patterns(*SKIP, *leave))
+    shutil.copytree(PACKAGE, tmp, ignore=shutil.ignore_patterns(*SKIP))
     for p in (tmp / "checks").glob("*.py"):
         p.write_text(strip_hidden(p.read_text(encoding="utf-8"), p.name), encoding="utf-8")
     for p in tmp.rglob("*.py"):  # the written-out answers go; their stand-ins stay

@@ -1,6 +1,0 @@
-"""python -m minbert.course: see minbert/course/cli.py."""
-import sys
-
-from .cli import main
-
-sys.exit(main())

@@ -35,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds per notebook (default 600)")
     g.add_argument("--memory", type=int, default=8192, help="MB of address space per kernel "
                                                            "(default 8192)")
+    g.add_argument("--grader-memory", type=int, default=4096,
+                   help="MB of address space per grading process, outside the sandbox (pytest "
+                        "and its workers; default 4096)")
     g.add_argument("--work-mb", type=int, default=256, help="MB of the kernel's writable work "
                                                             "folder, its /tmp too (default 256)")
     g.add_argument("--no-sandbox", action="store_true", help="run kernels without bubblewrap "
@@ -59,7 +62,8 @@ def main(argv=None) -> int:
             options = GradeOptions(
                 workers=a.n, cell_timeout=a.cell_timeout, notebook_timeout=a.notebook_timeout,
                 strict=a.strict, sandbox=False if a.no_sandbox else None,
-                limits={"memory": a.memory, "work_mb": a.work_mb},
+                limits={"memory": a.memory, "work_mb": a.work_mb,
+                        "grader_memory": a.grader_memory},
                 progress=lambda line: print(f"graded {line}", file=sys.stderr, flush=True))
             rows = grade(a.submissions, a.out, a.notebooks, a.only, options)
             print(totals_table(rows))

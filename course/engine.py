@@ -19,6 +19,7 @@ cell's status and reason as properties), the harness's results through results/ 
 """
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -31,10 +32,11 @@ from .notebooks import dumps_notebook
 from .releasing import copy_package
 from .sandbox import KERNEL_NAME, WORK_MB, job_config, kernelspec
 
-LAST_RUN: dict = {}  # grader_peak_mb: the largest resident size of the last run's pytest processes
+LAST_RUN: dict = {}  # the last run's pytest processes: largest resident size, smallest AS limit
 UID_BASE = 61000  # as root, job i's kernel runs as uid UID_BASE + i (no such user needed)
 DEFAULT_LIMITS = {"memory": 8192, "processes": 256, "file_size": 256, "cpu": None,
-                  "files": 1024, "work_mb": 256}
+                  "files": 1024, "work_mb": 256, "grader_memory": 4096}
+GRADER_ONLY = ("work_mb", "grader_memory")  # limits of the grading side, not the kernel's
 
 
 @dataclass
@@ -93,7 +95,7 @@ def prepare(root: Path, i: int, job: Job, limits: dict, sandbox: bool) -> Path:
             if sandbox:
                 small_tmpfs(ipc, uid)
     data = os.environ.get("MINBERT_DATA")
-    cfg = job_config(work, {k: v for k, v in limits.items() if k != "work_mb"}
+    cfg = job_config(work, {k: v for k, v in limits.items() if k not in GRADER_ONLY}
                      if job.work is None else {}, uid, sandbox,
                      ipc=ipc if sandbox else work, handout=str(root / "handout"),
                      data=os.path.realpath(data) if data else None, files=files,
@@ -141,14 +143,15 @@ def run_jobs(jobs: list[Job], workers: int = 0, cell_timeout: float = 120,
                "MINBERT_PROGRESS": json.dumps(expect), "PYTEST_ADDOPTS": "",
                "MINBERT_CHECKS": "raise", "MINBERT_CI": "1"}
         tail = stream(pytest_argv(paths, root, workers, cell_timeout, notebook_timeout), env,
-                      progress)
+                      progress, limits["grader_memory"])
         junit = root / "junit.xml"
         if not junit.exists():
             raise RuntimeError("nbval wrote no results; pytest said:\n" + "\n".join(tail))
         for i, job in enumerate(jobs):
             job.results = read_results(root / f"j{i:04d}" / "results")
-        LAST_RUN["grader_peak_mb"] = max(int(p.read_text()) for p in root.glob("peak-*")) // 1024 \
-            if list(root.glob("peak-*")) else None
+        peaks = [[int(x) for x in p.read_text().split()] for p in root.glob("peak-*")]
+        LAST_RUN.update(grader_peak_mb=max(p for p, _ in peaks) // 1024 if peaks else None,
+                        grader_limit_mb=min(lim for _, lim in peaks) >> 20 if peaks else None)
         return read_junit(junit, len(jobs))
     finally:
         for ipc in root.glob("j*/ipc"):
@@ -157,11 +160,18 @@ def run_jobs(jobs: list[Job], workers: int = 0, cell_timeout: float = 120,
             shutil.rmtree(root, ignore_errors=True)
 
 
-def stream(argv, env, progress) -> list[str]:
-    """Run pytest; hand progress lines on, keep the last lines of the rest."""
+def stream(argv, env, progress, memory_mb: int) -> list[str]:
+    """Run pytest, its address space limited to memory_mb per process (the soft limit: each
+    kernel launcher sets its own); hand progress lines on, keep the last lines of the rest."""
+    def limit():
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        soft = memory_mb << 20
+        resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY
+                                                else min(soft, hard), hard))
     tail: list[str] = []
     with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          stdin=subprocess.DEVNULL, text=True, errors="replace") as p:
+                          stdin=subprocess.DEVNULL, text=True, errors="replace",
+                          preexec_fn=limit) as p:
         for line in p.stdout:
             line = line[:500].rstrip()
             if line.startswith("[grading] "):

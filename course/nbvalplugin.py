@@ -9,9 +9,10 @@ and cell classes (nbval 0.11):
 - a dead kernel is noticed within a second (nbval would wait for the cell timeout);
 - a notebook time limit besides nbval's per-cell one (cells past it are skipped, `not-run`),
   and after a kernel that died or did not answer an interrupt, the rest is `not-run`;
-- a message over MESSAGE_CAP (or with oversized headers) is replaced by a stub before any of
-  it is copied or decoded (`recv_frames`, `gated`: a kernel's 300 MB `_repr_png_` is held
-  once, as zmq received it, and freed), and printed output is capped per cell;
+- no frame over MESSAGE_CAP is ever received (`capped_context`: a kernel's 300 MB
+  `_repr_png_` never reaches this process); a message whose frames together pass
+  MESSAGE_CAP, or with oversized headers, is replaced by a stub before any of it is copied or
+  decoded (`recv_frames`, `gated`), and printed output is capped per cell;
 - the harness's result (a display message of type verdict.MIME, sent during its own cell)
   is written, as it came, to the job's grader-only `results/<cell id>.b64`; it is data for
   the grading process, never shown or decoded here;
@@ -59,6 +60,21 @@ def job_of(nb_dir) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+_CONTEXT: list = []  # one zmq context for every kernel client of this grading process
+
+
+def capped_context():
+    """A zmq context whose sockets refuse frames over MESSAGE_CAP: libzmq reads the size in a
+    frame's header and drops the connection before allocating it (that channel then stays
+    closed: the cell loses its output and times out, the rest of the notebook is not run)."""
+    import zmq
+    if not _CONTEXT:
+        ctx = zmq.Context()
+        ctx.setsockopt(zmq.MAXMSGSIZE, MESSAGE_CAP)
+        _CONTEXT.append(ctx)
+    return _CONTEXT[0]
+
+
 def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
     """nbval.kernel.start_new_kernel, with the transport the job asks for."""
     from jupyter_client.manager import KernelManager
@@ -69,7 +85,7 @@ def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
     km = KernelManager(kernel_name=kernel_name, kernel_spec_manager=NbvalKernelspecManager(),
                        **extra)
     km.start_kernel(**{**kwargs, "stdout": open(os.devnull, "w")})  # noqa: SIM115
-    kc = km.client()
+    kc = km.client(context=capped_context())
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=startup_timeout)
@@ -262,12 +278,13 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session):
-    """Each grading process's peak memory (KiB), for engine.LAST_RUN."""
+    """Each grading process's peak memory (KiB) and address-space limit, for engine.LAST_RUN."""
     rt = os.environ.get("JUPYTER_RUNTIME_DIR")
     if rt and Path(rt).parent.is_dir():
         import resource
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        Path(rt).parent.joinpath(f"peak-{os.getpid()}").write_text(str(peak))
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        Path(rt).parent.joinpath(f"peak-{os.getpid()}").write_text(f"{peak} {limit}")
 
 
 def pytest_runtest_logreport(report):

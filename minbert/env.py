@@ -10,7 +10,7 @@ MINBERT_YOURS  -> folder of the learner's saved exercise answers (default: yours
 MINBERT_CHECKS=raise|report -> what a failing check cell does (minbert.checks).
                  report (the default for a student, interactive): it prints its verdict
                  and returns, so "Run All" runs every later cell. raise (the default under
-                 MINBERT_CI=1; nbval, the grader and `course check` set it): it raises.
+                 MINBERT_CI=1; nbval, the grader and `python -m minbert.check` set it): it raises.
 """
 import os
 from pathlib import Path

@@ -78,13 +78,15 @@ def verdict(ran: dict, i: int, exercises: list) -> tuple[str, str]:
         if ename == "NotImplementedError":
             return "not done yet", "exercise not implemented"
         if status == "error":
-            return "error", f"exercise cell {j}: {ename}: {line}"
+            return "error", f"exercise cell {j}: {ename}: {line}".rstrip(": ")
     status, ename, line = ran.get(i, ("not-run", "", ""))
     if status == "not-run":
         return "not run", "stopped before this cell (a cell ran out of time or the kernel died)"
     if status == "ok":
         return "pass", ""
-    return ("fail" if ename == "AssertionError" else "error"), f"{ename}: {line}"
+    if ename == "NotImplementedError":  # the check called an exercise still handed out as is
+        return "not done yet", "exercise not implemented"
+    return ("fail" if ename == "AssertionError" else "error"), f"{ename}: {line}".rstrip(": ")
 
 
 def check(path, cell_timeout: float = 300, out=None, folder=None) -> int:

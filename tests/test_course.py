@@ -471,6 +471,23 @@ def test_student_check_prints_visible_verdicts_and_total(tmp_path, capsys):
     assert course.main(["check", str(tmp_path / "ok" / "01_sum.ipynb")]) == 0
 
 
+def test_student_check_of_a_released_notebook_and_of_no_notebook(tmp_path, capsys):
+    """`python -m minbert.check` (the hand-out's) on the released fixture: every exercise
+    unanswered, so every check is "not done yet" and the total 0; a file that is no notebook
+    is refused with its name, before any kernel starts."""
+    from minbert import check as student
+    course.release(tmp_path / "rel", FIXTURES, package=False)
+    assert student.main([str(tmp_path / "rel" / "01_sum.ipynb")]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[:3] for ln in lines[1:3]] == [["not", "done", "yet"]] * 2, lines
+    assert lines[3].startswith("Total: 0 / 3"), lines
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("{not json")
+    assert student.main([str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "not a Jupyter notebook" in err, err
+
+
 def test_release_is_a_complete_world_readable_student_folder(tmp_path):
     """The hand-out folder: released notebooks, the package, data instructions, a README; no
     marker, hidden-check line or solution line of any notebook in its notebooks, no hidden

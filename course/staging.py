@@ -49,9 +49,13 @@ def kernel_root(sandbox: bool) -> tuple[Path, dict]:
     kroot.chmod(0o711)
     if not sandbox:
         return kroot, {}
-    copy_package(kroot / "handout")  # the kernel's minbert: the hand-out's, read-only
-    return kroot, {"handout": str(kroot / "handout"), "venv": stage_env(),
-                   "data": stage_data(os.environ.get("MINBERT_DATA"), kroot / "data")}
+    try:
+        copy_package(kroot / "handout")  # the kernel's minbert: the hand-out's, read-only
+        return kroot, {"handout": str(kroot / "handout"), "venv": stage_env(),
+                       "data": stage_data(os.environ.get("MINBERT_DATA"), kroot / "data")}
+    except BaseException:
+        shutil.rmtree(kroot, ignore_errors=True)
+        raise
 
 
 class Linker:

@@ -16,7 +16,8 @@ hidden checks removed. The modules: notebooks (the JSON; the cell conventions ar
 minbert/check.py's), releasing, guard (review flags, fresh imports, clean reasons), verdict
 (plans, the harness cell, reading results), oracles and oracles_* (each check's drawn inputs
 and oracle), harness (the code pasted into the kernel), sandbox (the kernel launcher),
-nbvalplugin, engine (one nbval run), grading, reports, checking, cli.
+staging (the neutral copies the sandbox binds), nbvalplugin, engine (one nbval run), grading,
+reports, checking, cli.
 """
 from .cli import main
 from .grading import GradeOptions, assemble, grade, grade_notebook

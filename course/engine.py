@@ -1,21 +1,24 @@
 """Running assembled notebooks with nbval: one `pytest --nbval-lax` run for the whole class.
 
-Each (student, notebook) gets a throwaway folder under one private temporary root:
+Each (student, notebook) gets throwaway folders under two private temporary roots: the
+grader's own (ROOT, /tmp/mbg-XXXXXXXX) and what its kernel may see (KROOT, /tmp/mbk-XXXXXXXX,
+staging.py; the sandbox binds nothing from ROOT, so no path of it shows in the kernel):
 
-    ROOT/handout/minbert/         the hand-out's package (the release's copy): /course in the sandbox
     ROOT/jNNNN/nb/NN_name.ipynb   the assembled notebook (grader only: the kernel never sees it)
-    ROOT/jNNNN/files/             copies of the plain files beside your notebooks (read-only
-                                  in the kernel's /work)
-    ROOT/jNNNN/ipc/               the kernel's sockets (/ipc in the sandbox; as root a 1 MB tmpfs)
     ROOT/jNNNN/work/              the kernel's working directory when run without the sandbox
     ROOT/jNNNN/results/           the harness's result of each check cell (nbvalplugin writes it)
     ROOT/jNNNN/sandbox.json       what the kernel launcher (sandbox.py) reads
+    KROOT/handout/minbert/        the hand-out's package (the release's copy): /course
+    KROOT/data/                   the data files: /data
+    KROOT/jNNNN/files/            copies of the plain files beside your notebooks (read-only
+                                  in the kernel's /work)
+    KROOT/jNNNN/ipc/              the kernel's sockets (/ipc in the sandbox; as root a 1 MB tmpfs)
 
 pytest runs outside the sandbox, as the grader; each kernel starts through the
 `minbert-sandbox` kernelspec. `-n N` is pytest-xdist with `--dist loadfile` (a notebook's cells
 stay in one kernel). Results come back through `--junitxml` (nbvalplugin.py records each
 cell's status and reason as properties), the harness's results through results/ (read into
-`Job.results`). The root is deleted afterwards.
+`Job.results`). Both roots are deleted afterwards (kept with MINBERT_KEEP_GRADING=1).
 """
 import json
 import os
@@ -29,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .notebooks import dumps_notebook
-from .releasing import copy_package
 from .sandbox import KERNEL_NAME, WORK_MB, job_config, kernelspec
+from .staging import kernel_root
 
 LAST_RUN: dict = {}  # the last run's pytest processes: largest resident size, smallest AS limit
 UID_BASE = 61000  # as root, job i's kernel runs as uid UID_BASE + i (no such user needed)
@@ -73,19 +76,22 @@ def small_tmpfs(folder: Path, uid: int) -> None:
                     "tmpfs", str(folder)], capture_output=True, check=False)
 
 
-def prepare(root: Path, i: int, job: Job, limits: dict, sandbox: bool) -> Path:
-    d = root / f"j{i:04d}"
+def prepare(roots: tuple[Path, Path], i: int, job: Job, limits: dict, where: dict) -> Path:
+    """The job's folders under ROOT and KROOT; `where`: sandbox and what staging binds."""
+    d, k = (r / f"j{i:04d}" for r in roots)
     (d / "nb").mkdir(parents=True)
-    d.chmod(0o711)  # a job's uid may pass through to its socket folder, not list or read the rest
+    k.mkdir()
+    for f in (d, k):  # a job's uid may pass through to its socket folder, not list the rest
+        f.chmod(0o711)
     (d / "nb").chmod(0o700)
     nb_path = d / "nb" / Path(job.label).name
     nb_path.write_text(dumps_notebook(job.nb), encoding="utf-8")
     uid = UID_BASE + i if os.geteuid() == 0 and job.work is None else None
-    work, ipc, files = job.work or d / "work", d / "ipc", []
+    work, ipc, files, sandbox = job.work or d / "work", k / "ipc", [], where["sandbox"]
     if job.work is None:
         (work / "tmp").mkdir(parents=True)
         ipc.mkdir(mode=0o700)
-        files = copy_files(job.files_from, d / "files")
+        files = copy_files(job.files_from, k / "files")
         for host, name in files:
             shutil.copyfile(host, work / name)  # without the sandbox, the kernel's cwd
         work.chmod(0o700)
@@ -94,11 +100,10 @@ def prepare(root: Path, i: int, job: Job, limits: dict, sandbox: bool) -> Path:
             os.chown(ipc, uid, uid)
             if sandbox:
                 small_tmpfs(ipc, uid)
-    data = os.environ.get("MINBERT_DATA")
-    cfg = job_config(work, {k: v for k, v in limits.items() if k not in GRADER_ONLY}
+    cfg = job_config(work, {n: v for n, v in limits.items() if n not in GRADER_ONLY}
                      if job.work is None else {}, uid, sandbox,
-                     ipc=ipc if sandbox else work, handout=str(root / "handout"),
-                     data=os.path.realpath(data) if data else None, files=files,
+                     ipc=ipc if sandbox else work, handout=where.get("handout"),
+                     data=where.get("data"), venv=where.get("venv"), files=files,
                      work_mb=limits.get("work_mb", WORK_MB), cwd_on_path=job.work is not None)
     (d / "sandbox.json").write_text(json.dumps(cfg))
     (d / "sandbox.json").chmod(0o600)
@@ -125,13 +130,14 @@ def run_jobs(jobs: list[Job], workers: int = 0, cell_timeout: float = 120,
     timeout | not-run (cells without a result are left out). `progress(line)` gets one line
     per finished notebook."""
     limits = {**DEFAULT_LIMITS, "cpu": 4 * notebook_timeout + 60, **(limits or {})}
-    root = Path(tempfile.mkdtemp(prefix="mbg-"))  # short: ipc socket paths must stay < 108
+    root = Path(tempfile.mkdtemp(prefix="mbg-"))  # the grader's own
     root.chmod(0o711)
+    kroot = None
     try:
         kernelspec(root)
-        if sandbox:
-            copy_package(root / "handout")  # the kernel's minbert: the hand-out's, read-only
-        paths = [prepare(root, i, job, limits, sandbox) for i, job in enumerate(jobs)]
+        kroot, where = kernel_root(sandbox)  # what the kernels may see
+        paths = [prepare((root, kroot), i, job, limits, {**where, "sandbox": sandbox})
+                 for i, job in enumerate(jobs)]
         expect = {p.parent.parent.name: {"label": j.label, "cells": sum(
             c["cell_type"] == "code" for c in j.nb["cells"])} for p, j in zip(paths, jobs)}
         env = {k: v for k, v in os.environ.items()  # not an outer pytest's worker variables
@@ -154,10 +160,17 @@ def run_jobs(jobs: list[Job], workers: int = 0, cell_timeout: float = 120,
                         grader_limit_mb=min(lim for _, lim in peaks) >> 20 if peaks else None)
         return read_junit(junit, len(jobs))
     finally:
-        for ipc in root.glob("j*/ipc"):
-            subprocess.run(["umount", "-l", str(ipc)], capture_output=True, check=False)
-        if not os.environ.get("MINBERT_KEEP_GRADING"):
-            shutil.rmtree(root, ignore_errors=True)
+        clean_up(root, kroot)
+
+
+def clean_up(root: Path, kroot: Path | None) -> None:
+    """Unmount the sockets' tmpfs folders; remove both roots unless MINBERT_KEEP_GRADING."""
+    for ipc in kroot.glob("j*/ipc") if kroot else []:
+        subprocess.run(["umount", "-l", str(ipc)], capture_output=True, check=False)
+    if not os.environ.get("MINBERT_KEEP_GRADING"):
+        for r in (root, kroot):
+            if r:
+                shutil.rmtree(r, ignore_errors=True)
 
 
 def stream(argv, env, progress, memory_mb: int) -> list[str]:

@@ -8,13 +8,18 @@ resource limits, and execs the kernel:
     [bwrap ... --]  [setpriv --reuid U ... --]  python -P -m ipykernel_launcher --ignore-cwd
 
 bubblewrap (the sandbox Flatpak uses) gives the kernel a file system of its own, built from
-the system and Python (read-only), a copy of the hand-out's package at /course and the data at
-/data (read-only), a size-limited work folder /work (its cwd, HOME and /tmp) and the job's
-socket folder at /ipc; no network (`--unshare-net`), its own pid namespace (every process the
-kernel started dies with it). Nothing of the course, the submissions or the grades exists in
-it. The kernel talks to nbval over ZMQ's ipc transport in /ipc. When the grader runs as root,
-the kernel runs as a uid of its own per job, so the process limit holds (root is exempt from
-RLIMIT_NPROC). Without bwrap, only the limits (and the uid) apply: `grading` says so loudly.
+the system and Python's prefix (read-only), the staged virtual environment at /venv, a copy of
+the hand-out's package at /course and the data at /data (read-only), a size-limited work
+folder /work (its cwd, HOME and /tmp) and the job's socket folder at /ipc; no network
+(`--unshare-net`), its own pid namespace (every process the kernel started dies with it).
+Nothing of the course, the submissions or the grades exists in it. Every folder bound comes
+from a neutral place (staging.py: ~/.cache/minbert-grader/env-<key> for /venv, the run's
+/tmp/mbk-XXXXXXXX for the rest), because /proc/self/mountinfo shows each bind's source path:
+it names neither the repository, the environment's real folder, the data folder nor the
+grader's own /tmp/mbg-XXXXXXXX. The kernel talks to nbval over ZMQ's ipc transport in /ipc.
+When the grader runs as root, the kernel runs as a uid of its own per job, so the process
+limit holds (root is exempt from RLIMIT_NPROC). Without bwrap, only the limits (and the uid)
+apply: `grading` says so loudly.
 """
 import json
 import os
@@ -47,12 +52,13 @@ def kernelspec(folder: Path) -> None:
 
 def job_config(work: Path, limits: dict, uid: int | None, sandbox: bool, **where) -> dict:
     """What `launch` reads from the job's sandbox.json. `where`: ipc (the socket folder),
-    handout (the folder holding the hand-out's minbert/), data, files ([(host path, name)]:
-    read-only in /work), work_mb; cwd_on_path for `course check`. Transport ipc when
-    sandboxed (the kernel has no network), else tcp."""
+    handout (the folder holding the hand-out's minbert/), data, venv (the staged environment:
+    staging.py), files ([(host path, name)]: read-only in /work), work_mb; cwd_on_path for
+    `course check`. Transport ipc when sandboxed (the kernel has no network), else tcp."""
     return {"work": str(work), "limits": limits, "uid": uid, "sandbox": sandbox,
             "ipc": str(where.get("ipc", work)), "handout": where.get("handout"),
-            "data": where.get("data"), "files": where.get("files", []),
+            "data": where.get("data"), "venv": where.get("venv"),
+            "files": where.get("files", []),
             "work_mb": where.get("work_mb", WORK_MB),
             "cwd_on_path": where.get("cwd_on_path", False),
             "transport": "ipc" if sandbox else "tcp"}
@@ -86,9 +92,9 @@ def kernel_env(work: str, sandboxed: bool) -> dict:
     return env
 
 
-def system_binds() -> list[str]:
+def system_binds(venv: str | None = None) -> list[str]:
     """The system, read-only: /usr and /etc (and the merged-usr links), Python's own prefix,
-    and the virtual environment at VENV. Nothing else of the host's file system is there."""
+    and the staged virtual environment at VENV. Nothing else of the host's file system."""
     argv = []
     for d in ("/usr", "/etc"):
         argv += ["--ro-bind", d, d]
@@ -101,14 +107,15 @@ def system_binds() -> list[str]:
     if not inside(base, "/usr"):
         passable(argv, base, "/")
         argv += ["--ro-bind", base, base]
-    if sys.prefix != sys.base_prefix:
-        argv += ["--ro-bind", os.path.realpath(sys.prefix), VENV]
+    if venv:
+        argv += ["--ro-bind", venv, VENV]
     return argv
 
 
-def kernel_python() -> str:
-    """The kernel's Python as the sandbox sees it (the virtual environment's, at VENV)."""
-    return f"{VENV}/bin/python" if sys.prefix != sys.base_prefix else sys.executable
+def kernel_python(cfg: dict) -> str:
+    """The kernel's Python as the sandbox sees it: the staged environment's, at VENV, else
+    the grader's own (not in a virtual environment)."""
+    return f"{VENV}/bin/python" if cfg.get("venv") else sys.executable
 
 
 def inside(path: str, folder: str) -> bool:
@@ -123,13 +130,14 @@ def passable(argv: list, path: str, under: str) -> None:
 
 
 def bwrap_argv(cfg: dict) -> list[str]:
-    """A file system of its own: the system and Python read-only, the hand-out's package at
-    /course, the data at /data (read-only), a work folder /work (also /tmp) of cfg["work_mb"]
-    MB, the job's socket folder; the root itself read-only. No path of the course, the
-    submissions or the grades exists in it, so none can be named in /proc/self/mountinfo."""
+    """A file system of its own: the system and Python read-only, the staged environment at
+    /venv, the hand-out's package at /course, the data at /data (read-only), a work folder
+    /work (also /tmp) of cfg["work_mb"] MB, the job's socket folder; the root itself
+    read-only. No path of the course, the submissions or the grades exists in it, and every
+    bind's source is a staged copy, so none is named in /proc/self/mountinfo either."""
     argv = [bwrap(), "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--hostname", "sandbox",
-            *system_binds(), "--proc", "/proc", "--dev", "/dev"]
+            *system_binds(cfg.get("venv")), "--proc", "/proc", "--dev", "/dev"]
     if cfg.get("handout"):
         argv += ["--ro-bind", cfg["handout"], COURSE]
     if cfg.get("data"):
@@ -159,7 +167,7 @@ def launch(conn_file: str) -> None:
         if cfg["uid"] is not None:
             os.chown(conn, cfg["uid"], cfg["uid"])
         conn = Path(IPC if cfg["sandbox"] else cfg["ipc"], ".connection.json")
-    kernel = [kernel_python() if cfg["sandbox"] else sys.executable, "-P", "-m",
+    kernel = [kernel_python(cfg) if cfg["sandbox"] else sys.executable, "-P", "-m",
               "ipykernel_launcher", "-f", str(conn)]
     if not cfg.get("cwd_on_path"):
         kernel.append("--ignore-cwd")

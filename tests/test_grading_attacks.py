@@ -12,17 +12,20 @@ About 20 kernels (torch imported in each): ~3 min on the shared 2-core box.
 """
 import copy
 import hashlib
+import marshal
 import os
+import py_compile
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
 import course
-from course import guard, sandbox
+from course import guard, sandbox, staging
 from course.sandbox import bwrap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,3 +285,36 @@ def test_sandbox_shows_the_data_and_nothing_of_tmp(tmp_path, monkeypatch):
         "touch /data/x 2>/dev/null || echo read-only"],
         capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["seen", "gone", "read-only"], out
+
+
+def test_the_staged_environment_names_no_host_path(tmp_path):
+    """What the sandbox binds at /venv (course/staging.py) is the environment hard-linked,
+    less what names where it lives: pyvenv.cfg's command, the scripts, the editable install's
+    records, a .pth naming the project; each .pyc's compiled-in path is rewritten to /venv."""
+    env, repo = tmp_path / "repo" / ".venv", tmp_path / "repo"
+    site = env / staging.site_packages()
+    (site / "pkg").mkdir(parents=True)
+    (env / "bin").mkdir()
+    (env / "pyvenv.cfg").write_text(f"home = /usr/bin\ncommand = python -m venv {env}\n")
+    (env / "bin" / "activate").write_text(f"VIRTUAL_ENV={env}\n")
+    (env / "bin" / "python").symlink_to("/usr/bin/python3")
+    (site / "pkg" / "__init__.py").write_text("def f():\n    return 1\n")
+    pyc = f"pkg/__pycache__/__init__.{sys.implementation.cache_tag}.pyc"
+    py_compile.compile(str(site / "pkg" / "__init__.py"), cfile=str(site / pyc))
+    (site / "__editable__.proj-1.pth").write_text("import __editable___proj_finder\n")
+    (site / "__editable___proj_finder.py").write_text(f"MAPPING = {{'proj': '{repo}/proj'}}\n")
+    (site / "proj-1.dist-info").mkdir()
+    (site / "proj-1.dist-info" / "direct_url.json").write_text(
+        f'{{"url": "file://{repo}", "dir_info": {{"editable": true}}}}')
+    (site / "paths.pth").write_text(f"{repo}/src\n")
+    out = tmp_path / "stage"
+    out.mkdir()
+    staging.build_env(env, out, staging.Linker())
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if not p.is_dir())
+    sp = str(staging.site_packages())
+    assert files == ["bin/python", f"{sp}/pkg/__init__.py", f"{sp}/{pyc}", "pyvenv.cfg"]
+    assert not [f for f in files if not (out / f).is_symlink()
+                and str(tmp_path).encode() in (out / f).read_bytes()]
+    assert os.path.samefile(out / sp / "pkg" / "__init__.py", site / "pkg" / "__init__.py")
+    code = marshal.loads((out / sp / pyc).read_bytes()[16:])
+    assert {code.co_filename, code.co_consts[0].co_filename} == {f"/venv/{sp}/pkg/__init__.py"}

@@ -10,9 +10,12 @@ answers pass but carry review flags (and `--strict` scores them 0); links are re
 About 25 kernels: ~3 min on the shared 2-core box.
 """
 import copy
+import json
 import os
 import re
 import shutil
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -62,12 +65,22 @@ ATTACKS = {  # added to the released ex-attention cell (stub kept), unless said 
         "import os, subprocess\nok = any(os.path.exists(p) for p in {paths!r})\n"
         "ok = ok or subprocess.run(['git', '-C', {repo!r}, 'show', 'HEAD:README.md'],"
         " capture_output=True).returncode == 0\n" + IF_OK),
-    "b13_mountinfo": ("ok = any(h in open('/proc/self/mountinfo').read() for h in {hidden!r})\n"
-                      + IF_OK),
+    "b13_mountinfo": (  # a mount's root field (the 4th) is its source path on the host
+        "_roots = [line.split()[3] + '/' for line in open('/proc/self/mountinfo')]\n"
+        "ok = any(r.startswith(h.rstrip('/') + '/') or '/mbg-' in r for r in _roots"
+        " for h in {hidden!r})\n" + IF_OK),
     "b14_big_writes": (
         "ok = True\nfor i in range(3):\n    try:\n        with open(f'big{{i}}', 'wb') as f:\n"
         "            for _ in range(1000):\n                f.write(bytes(1 << 20))\n"
         "    except OSError:\n        ok = False\n" + IF_OK),
+    "b17_venv_files": (  # the environment's own records: editable installs, scripts, .pyc
+        "import os\nok = False\nfor _d, _s, _fs in os.walk('/venv'):\n    for _f in _fs:\n"
+        "        _p = os.path.join(_d, _f)\n"
+        "        if os.path.islink(_p) or not (_f.endswith(('.pth', '.json', '.cfg', '.txt',"
+        " '.py', '.pyc')) or _f == 'RECORD' or _d == '/venv/bin'):\n            continue\n"
+        "        try:\n            _b = open(_p, 'rb').read()\n        except OSError:\n"
+        "            continue\n        ok = ok or any(h.encode() in _b for h in {named!r})\n"
+        + IF_OK),
     "b15_png_300mb": ("class Big:\n    def _repr_png_(self):\n"
                       "        return b'\\x89PNG' + bytes(300 << 20)\n\n\nBig()\n"),
 }
@@ -104,6 +117,20 @@ def write(nb, path: Path):
     path.write_text(course.dumps_notebook(nb))
 
 
+def host_paths() -> list[str]:
+    """Where the course lives on this machine: the repository, the virtual environment (in CI
+    <repository>/.venv) and the project folder its editable install of minbert points to."""
+    out = [str(ROOT)] + ([sys.prefix, os.path.realpath(sys.prefix)]
+                         if sys.prefix != sys.base_prefix else [])
+    try:
+        url = json.loads(metadata.distribution("minbert").read_text("direct_url.json") or "{}")
+    except metadata.PackageNotFoundError:
+        url = {}
+    if url.get("url", "").startswith("file://"):
+        out.append(url["url"][len("file://"):])
+    return sorted(set(out))
+
+
 def make_class(root: Path) -> dict:
     inst_dir = root / "instructor"
     shutil.copytree(ROOT / "tests" / "fixtures" / "course" / "hostile", inst_dir)
@@ -116,9 +143,12 @@ def make_class(root: Path) -> dict:
             c["source"] = cell(inst, c["id"])["source"]
     write(solved, subs / "m01_solutions" / NAME)
     write(released, subs / "m02_untouched" / NAME)
+    named = host_paths()
     fill = dict(paths=[str(ROOT / ".git"), "/course/.git", "/course/notebooks", str(inst_dir),
                        str(subs), str(ROOT / "notebooks")], repo=str(ROOT),
-                hidden=[str(inst_dir), str(subs), str(out), str(ROOT / "notebooks")])
+                hidden=[str(inst_dir), str(subs), str(out), str(ROOT / "notebooks"), *named,
+                        *([os.path.realpath(os.environ["MINBERT_DATA"])]
+                          if os.environ.get("MINBERT_DATA") else [])], named=named)
     for student, code in ATTACKS.items():
         nb = copy.deepcopy(released)
         cell(nb, "ex-attention")["source"] += "\n\n" + code.format(**fill)

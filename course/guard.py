@@ -18,6 +18,7 @@ Three things, all read from the code as an AST (never as text, so a spelling tri
   or hidden-check line of your copy.
 """
 import ast
+import re
 
 from .notebooks import HIDDEN, SOLUTION, kind, secret_lines
 
@@ -247,3 +248,21 @@ class Walker(ast.NodeVisitor):
             self.found.append((node, f"imports `{name}`: what it calls cannot be read"))
         else:
             self.finished(node, name)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def error_reason(ename: str, evalue: str, traceback: list) -> str:
+    """One line for the grade sheet: the exception and its message (or its failing line)."""
+    if ename == "NotImplementedError":
+        return "exercise not implemented"
+    evalue = (evalue or "").strip()
+    line = evalue.splitlines()[0] if evalue else ""
+    if ename == "SyntaxError":  # drop IPython's temporary file name
+        line = re.sub(r"\(\S+, line (\d+)\)", r"(line \1)", line)
+    if not line:  # bare `assert x == y`: show the failing line from the traceback
+        arrows = [ln.strip() for ln in ANSI.sub("", "\n".join(traceback[-50:])).splitlines()
+                  if ln.strip().startswith("---->")]
+        line = "at " + re.sub(r"^---->\s*\d*\s*", "", arrows[-1]) if arrows else ""
+    return f"{ename}: {line}" if line else ename

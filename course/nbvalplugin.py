@@ -1,38 +1,38 @@
 """A pytest plugin, loaded next to nbval when the grader runs `pytest --nbval-lax`.
 
-nbval runs every code cell of a notebook in one kernel and fails a cell that raised. For
-grading it needs five things it does not do; this plugin adds them by wrapping nbval's kernel
-and cell classes (nbval 0.11):
+nbval runs every code cell of a notebook in one kernel and fails a cell that raised. This
+plugin adds what grading needs by wrapping nbval's kernel and cell classes (nbval 0.11):
 
 - the kernel from the job's sandbox.json: the `minbert-sandbox` kernelspec over ZMQ's ipc
   transport (a sandboxed kernel has no network);
 - a dead kernel is noticed within a second (nbval would wait for the cell timeout);
-- a notebook time limit besides nbval's per-cell one (cells past it are skipped, `not-run`),
-  and after a kernel that died or did not answer an interrupt, the rest is `not-run`;
-- no frame over MESSAGE_CAP is ever received (`capped_context`: a kernel's 300 MB
-  `_repr_png_` never reaches this process); a message whose frames together pass
-  MESSAGE_CAP, or with oversized headers, is replaced by a stub before any of it is copied or
-  decoded (`recv_frames`, `gated`), and printed output is capped per cell;
+- a notebook time limit besides nbval's per-cell one; after it, a dead kernel, a failed
+  interrupt or a closed output channel, the rest is `not-run`;
+- no frame over MESSAGE_CAP is ever received (`capped_context`); frames that together pass
+  it, or oversized headers, become a stub before any of it is copied or decoded
+  (`recv_frames`, `gated`); printed output is capped per cell;
 - the harness's result (a display message of type verdict.MIME, sent during its own cell)
   is written, as it came, to the job's grader-only `results/<cell id>.b64`; it is data for
   the grading process, never shown or decoded here;
 - each cell's result as junit properties: `minbert_job`, `minbert_cell` (the cell id),
   `minbert_status` (ok | error | timeout | not-run) and `minbert_reason` (one line).
 """
+import functools
 import json
 import os
-import re
 from pathlib import Path
 from queue import Empty
 from time import monotonic
 
 import pytest
 
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+from course import guard
+
 OUTPUT_CAP = 1 << 20  # bytes of output kept per cell; the rest is dropped unread
 MESSAGE_CAP = (16 << 20) + (64 << 10)  # bytes of one message's frames (verdict.RESULT_CAP)
 FRAME_CAP = 64 << 10  # bytes of a header, parent header or metadata frame
 MIME = "application/x-minbert-result"  # verdict.MIME
+HARNESS_CALL = "\n_mbh_main("  # the last line of verdict.harness_cell's source
 PROGRESS = "[grading]"
 
 
@@ -40,39 +40,20 @@ class KernelDied(RuntimeError):
     pass
 
 
-def error_reason(ename: str, evalue: str, traceback: list) -> str:
-    """One line for the grade sheet: the exception and its message (or its failing line)."""
-    if ename == "NotImplementedError":
-        return "exercise not implemented"
-    evalue = (evalue or "").strip()
-    line = evalue.splitlines()[0] if evalue else ""
-    if ename == "SyntaxError":  # drop IPython's temporary file name
-        line = re.sub(r"\(\S+, line (\d+)\)", r"(line \1)", line)
-    if not line:  # bare `assert x == y`: show the failing line from the traceback
-        arrows = [ln.strip() for ln in ANSI.sub("", "\n".join(traceback[-50:])).splitlines()
-                  if ln.strip().startswith("---->")]
-        line = "at " + re.sub(r"^---->\s*\d*\s*", "", arrows[-1]) if arrows else ""
-    return f"{ename}: {line}" if line else ename
-
-
 def job_of(nb_dir) -> dict:
     path = Path(nb_dir).parent / "sandbox.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-_CONTEXT: list = []  # one zmq context for every kernel client of this grading process
-
-
+@functools.cache  # one context for every kernel client of this grading process
 def capped_context():
     """A zmq context whose sockets refuse frames over MESSAGE_CAP: libzmq reads the size in a
     frame's header and drops the connection before allocating it (that channel then stays
-    closed: the cell loses its output and times out, the rest of the notebook is not run)."""
+    closed: the cell's output is lost, the rest of the notebook is not run)."""
     import zmq
-    if not _CONTEXT:
-        ctx = zmq.Context()
-        ctx.setsockopt(zmq.MAXMSGSIZE, MESSAGE_CAP)
-        _CONTEXT.append(ctx)
-    return _CONTEXT[0]
+    ctx = zmq.Context()
+    ctx.setsockopt(zmq.MAXMSGSIZE, MESSAGE_CAP)
+    return ctx
 
 
 def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
@@ -173,10 +154,16 @@ def capped(get_message):
 
 
 def execute(execute_cell_input):
-    """Wrap RunningKernel.execute_cell_input: remember the running cell's message id."""
+    """Wrap RunningKernel.execute_cell_input: remember the running cell's message id. The
+    harness cell runs silent: its source carries the drawn inputs (60 MB of base64 for the
+    embeddings' weights), which a kernel echoes on iopub (execute_input) unless silent."""
     def run(self, cell_input, allow_stdin=None):
         self._minbert_results = []
-        self._minbert_cell = execute_cell_input(self, cell_input, allow_stdin)
+        if HARNESS_CALL in cell_input:
+            self._minbert_cell = self.kc.execute(cell_input, silent=True, store_history=False,
+                                                 allow_stdin=False, stop_on_error=False)
+        else:
+            self._minbert_cell = execute_cell_input(self, cell_input, allow_stdin)
         return self._minbert_cell
     return run
 
@@ -230,16 +217,19 @@ def run_cell(runtest):
 def failure(item, e: Exception, cell_t: float, nb_t: float, by_cell: bool, st: dict):
     """(status, reason) of a cell whose nbval run raised `e`."""
     text = str(e.args[1]) if len(e.args) > 1 else str(e)
+    if "waiting for output" in text:  # the reply came, the output did not: a refused frame
+        st["stop"] = "the kernel's output channel was closed by an earlier cell"
+        return "error", "its output stopped reaching the grader (a message over 16 MB is refused)"
     if "Timeout of" in text:
-        if "Failed to interrupt" in text or "waiting for output" in text:
+        if "Failed to interrupt" in text:
             st["stop"] = "the kernel did not recover from a timeout"
         which, limit = ("cell", cell_t) if by_cell else ("notebook", nb_t)
         return "timeout", f"stopped by the {which} time limit ({limit:g} s)"
     errors = [o for o in getattr(item, "test_outputs", None) or [] if o.get("output_type") == "error"]
     if errors:
         o = errors[-1]
-        return "error", error_reason(o.get("ename", "Error"), o.get("evalue", ""),
-                                     o.get("traceback", []))
+        return "error", guard.error_reason(o.get("ename", "Error"), o.get("evalue", ""),
+                                           o.get("traceback", []))
     return "error", f"grader: {type(e).__name__}: {text.strip().splitlines()[0][:200] if text.strip() else ''}"
 
 

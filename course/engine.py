@@ -47,7 +47,6 @@ class Job:
     label: str                 # "ada/01_sum.ipynb", for progress lines
     nb: dict                   # the notebook to run
     files_from: Path | None    # copy the plain files of this folder into work/
-    work: Path | None = None   # run in this folder instead of a throwaway one (`course check`)
     results: dict = field(default_factory=dict)  # {cell id: the harness's result} after the run
 
 
@@ -86,25 +85,23 @@ def prepare(roots: tuple[Path, Path], i: int, job: Job, limits: dict, where: dic
     (d / "nb").chmod(0o700)
     nb_path = d / "nb" / Path(job.label).name
     nb_path.write_text(dumps_notebook(job.nb), encoding="utf-8")
-    uid = UID_BASE + i if os.geteuid() == 0 and job.work is None else None
-    work, ipc, files, sandbox = job.work or d / "work", k / "ipc", [], where["sandbox"]
-    if job.work is None:
-        (work / "tmp").mkdir(parents=True)
-        ipc.mkdir(mode=0o700)
-        files = copy_files(job.files_from, k / "files")
-        for host, name in files:
-            shutil.copyfile(host, work / name)  # without the sandbox, the kernel's cwd
-        work.chmod(0o700)
-        if uid is not None:
-            chown_tree(work, uid)
-            os.chown(ipc, uid, uid)
-            if sandbox:
-                small_tmpfs(ipc, uid)
-    cfg = job_config(work, {n: v for n, v in limits.items() if n not in GRADER_ONLY}
-                     if job.work is None else {}, uid, sandbox,
-                     ipc=ipc if sandbox else work, handout=where.get("handout"),
+    uid = UID_BASE + i if os.geteuid() == 0 else None
+    work, ipc, sandbox = d / "work", k / "ipc", where["sandbox"]
+    (work / "tmp").mkdir(parents=True)
+    ipc.mkdir(mode=0o700)
+    files = copy_files(job.files_from, k / "files")
+    for host, name in files:
+        shutil.copyfile(host, work / name)  # without the sandbox, the kernel's cwd
+    work.chmod(0o700)
+    if uid is not None:
+        chown_tree(work, uid)
+        os.chown(ipc, uid, uid)
+        if sandbox:
+            small_tmpfs(ipc, uid)
+    cfg = job_config(work, {n: v for n, v in limits.items() if n not in GRADER_ONLY}, uid,
+                     sandbox, ipc=ipc if sandbox else work, handout=where.get("handout"),
                      data=where.get("data"), venv=where.get("venv"), files=files,
-                     work_mb=limits.get("work_mb", WORK_MB), cwd_on_path=job.work is not None)
+                     work_mb=limits.get("work_mb", WORK_MB))
     (d / "sandbox.json").write_text(json.dumps(cfg))
     (d / "sandbox.json").chmod(0o600)
     return nb_path

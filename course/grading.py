@@ -111,7 +111,7 @@ class Graded:
         ctx = guard.Context(self.inst)
         self.secrets = ctx.secrets
         self.flags = review_flags(nb, ctx)
-        from . import oracles  # grader-only: the hand-out's `course check` never needs it
+        from . import oracles  # here: torch and transformers load only when grading
         self.plans = oracles.plan_notebook(nb, oracles.grading_key(inst_path.read_bytes()),
                                            student, inst_path.name)
         for c in nb["cells"]:

@@ -53,14 +53,13 @@ def kernelspec(folder: Path) -> None:
 def job_config(work: Path, limits: dict, uid: int | None, sandbox: bool, **where) -> dict:
     """What `launch` reads from the job's sandbox.json. `where`: ipc (the socket folder),
     handout (the folder holding the hand-out's minbert/), data, venv (the staged environment:
-    staging.py), files ([(host path, name)]: read-only in /work), work_mb; cwd_on_path for
-    `course check`. Transport ipc when sandboxed (the kernel has no network), else tcp."""
+    staging.py), files ([(host path, name)]: read-only in /work), work_mb. Transport ipc
+    when sandboxed (the kernel has no network), else tcp."""
     return {"work": str(work), "limits": limits, "uid": uid, "sandbox": sandbox,
             "ipc": str(where.get("ipc", work)), "handout": where.get("handout"),
             "data": where.get("data"), "venv": where.get("venv"),
             "files": where.get("files", []),
             "work_mb": where.get("work_mb", WORK_MB),
-            "cwd_on_path": where.get("cwd_on_path", False),
             "transport": "ipc" if sandbox else "tcp"}
 
 
@@ -168,9 +167,7 @@ def launch(conn_file: str) -> None:
             os.chown(conn, cfg["uid"], cfg["uid"])
         conn = Path(IPC if cfg["sandbox"] else cfg["ipc"], ".connection.json")
     kernel = [kernel_python(cfg) if cfg["sandbox"] else sys.executable, "-P", "-m",
-              "ipykernel_launcher", "-f", str(conn)]
-    if not cfg.get("cwd_on_path"):
-        kernel.append("--ignore-cwd")
+              "ipykernel_launcher", "-f", str(conn), "--ignore-cwd"]
     if cfg["uid"] is not None:
         kernel = [shutil.which("setpriv") or "setpriv", f"--reuid={cfg['uid']}",
                   f"--regid={cfg['uid']}", "--clear-groups", "--no-new-privs", "--"] + kernel
@@ -179,9 +176,7 @@ def launch(conn_file: str) -> None:
     work = WORK if cfg["sandbox"] else cfg["work"]
     if not cfg["sandbox"]:
         os.chdir(work)
-    env = kernel_env(work, cfg["sandbox"]) if cfg["sandbox"] or cfg["uid"] is not None else \
-        {**os.environ, "MINBERT_CI": "1", "MINBERT_CHECKS": "raise"}  # `course check`
-    os.execve(argv[0], argv, env)
+    os.execve(argv[0], argv, kernel_env(work, cfg["sandbox"]))
 
 
 if __name__ == "__main__":

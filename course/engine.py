@@ -22,7 +22,6 @@ cell's status and reason as properties), the harness's results through results/ 
 """
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -145,8 +144,9 @@ def run_jobs(jobs: list[Job], workers: int = 0, cell_timeout: float = 120,
                "JUPYTER_PATH": str(root), "JUPYTER_RUNTIME_DIR": str(root / "rt"),
                "MINBERT_PROGRESS": json.dumps(expect), "PYTEST_ADDOPTS": "",
                "MINBERT_CHECKS": "raise", "MINBERT_CI": "1"}
+        env["MINBERT_GRADER_MEMORY"] = str(limits["grader_memory"])  # nbvalplugin sets it
         tail = stream(pytest_argv(paths, root, workers, cell_timeout, notebook_timeout), env,
-                      progress, limits["grader_memory"])
+                      progress)
         junit = root / "junit.xml"
         if not junit.exists():
             raise RuntimeError("nbval wrote no results; pytest said:\n" + "\n".join(tail))
@@ -170,18 +170,11 @@ def clean_up(root: Path, kroot: Path | None) -> None:
                 shutil.rmtree(r, ignore_errors=True)
 
 
-def stream(argv, env, progress, memory_mb: int) -> list[str]:
-    """Run pytest, its address space limited to memory_mb per process (the soft limit: each
-    kernel launcher sets its own); hand progress lines on, keep the last lines of the rest."""
-    def limit():
-        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-        soft = memory_mb << 20
-        resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY
-                                                else min(soft, hard), hard))
+def stream(argv, env, progress) -> list[str]:
+    """Run pytest; hand progress lines on, keep the last lines of the rest."""
     tail: list[str] = []
     with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          stdin=subprocess.DEVNULL, text=True, errors="replace",
-                          preexec_fn=limit) as p:
+                          stdin=subprocess.DEVNULL, text=True, errors="replace") as p:
         for line in p.stdout:
             line = line[:500].rstrip()
             if line.startswith("[grading] "):

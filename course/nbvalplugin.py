@@ -244,6 +244,13 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    """This process's own memory limit (the controller's and each -n worker's), then the
+    patches of nbval's classes."""
+    memory = int(os.environ.get("MINBERT_GRADER_MEMORY", 0)) << 20  # soft: kernels set theirs
+    if memory:
+        import resource
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        resource.setrlimit(resource.RLIMIT_AS, (memory if hard < 0 else min(memory, hard), hard))
     from nbval import kernel, plugin
     if getattr(kernel, "_minbert_patched", False):
         return
@@ -268,11 +275,13 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session):
-    """Each grading process's peak memory (KiB) and address-space limit, for engine.LAST_RUN."""
+    """Each grading process's peak resident memory (KiB: VmHWM, its own since its exec, where
+    ru_maxrss would carry its parent's peak over) and address-space limit, for LAST_RUN."""
     rt = os.environ.get("JUPYTER_RUNTIME_DIR")
     if rt and Path(rt).parent.is_dir():
         import resource
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        status = Path("/proc/self/status").read_text()
+        peak = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:"))
         limit = resource.getrlimit(resource.RLIMIT_AS)[0]
         Path(rt).parent.joinpath(f"peak-{os.getpid()}").write_text(f"{peak} {limit}")
 

@@ -231,11 +231,11 @@ def test_finished_implementations_pass_with_review_flags(hostile, tmp_path):
 
 def test_the_300_mb_output_stays_out_of_the_grading_process(hostile):
     """The kernel's 300 MB image (400 MB as base64) never reaches the grading processes: their
-    zmq sockets refuse a frame over 16 MB before allocating it. Their peak stays near the
-    276 MB of a class without the image; when zmq received the frame (and the plugin dropped
-    it) it was 675 MB in one run and 1,678 MB in another, and 2.9 GB when it was decoded as
-    JSON. The bound is below all three; the student's cell scores nothing. Each grading
-    process runs under its own address-space limit (`--grader-memory`, 4096 MB)."""
+    zmq sockets refuse a frame over 16 MB before allocating it. Their own peak (VmHWM) was
+    275 MB; with the client's default zmq context (the frame received, then dropped by the
+    plugin) 676 MB in this test, and 2.9 GB when it was decoded as JSON. The student's cell
+    scores nothing. Each grading process runs under its own address-space limit
+    (`--grader-memory`, 4096 MB)."""
     print(f"grading processes' peak: {hostile['peak']} MB, limit {hostile['limit']} MB")
     assert hostile["peak"] is not None and hostile["peak"] < 512, hostile["peak"]
     assert hostile["limit"] == 4096

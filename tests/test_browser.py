@@ -125,7 +125,10 @@ def run_all(browser, base, name, shots: Path, watch=None, size=(1400, 1000)):
     page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
     if watch:  # e.g. a progress bar, shown while its loop runs
         page.wait_for_selector(watch, state="attached", timeout=RUN_TIMEOUT_MS)
-        page.locator(watch).first.scroll_into_view_if_needed()
+        try:
+            page.locator(watch).first.scroll_into_view_if_needed(timeout=5_000)
+        except Exception:  # noqa: BLE001 - the loop may end (and its bar go) before the scroll
+            pass
         page.screenshot(path=str(shots / f"{name[:2]}-while-running.png"))
     # every code cell's prompt is [n]: (not [ ]: unrun, not [*]: running or queued)
     prompts = f"{CURRENT} .jp-CodeCell .jp-InputPrompt"

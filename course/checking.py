@@ -4,12 +4,13 @@ The hand-out ships `python -m minbert.check`; this command runs the same check o
 instructor copy too: its hidden-check blocks are removed first (a released notebook has
 none), so the total is what the student would see.
 """
-import tempfile
 from pathlib import Path
+
+import nbformat
 
 from minbert.check import check as student_check
 
-from .notebooks import HIDDEN, dumps_notebook, kind, read_notebook
+from .notebooks import HIDDEN, kind, read_notebook
 from .releasing import replace_blocks
 
 
@@ -23,9 +24,5 @@ def visible(nb: dict, name: str) -> dict:
 def check(path, cell_timeout: float = 300, out=None) -> int:
     """Print the verdicts; 0 when every visible check passed, else 1."""
     path = Path(path).resolve()
-    nb = visible(read_notebook(path), path.name)
-    # beside the original: the notebook's folder (its minbert/, its files) is the one used
-    with tempfile.TemporaryDirectory(prefix=".check-", dir=path.parent) as tmp:
-        copy = Path(tmp) / path.name
-        copy.write_text(dumps_notebook(nb), encoding="utf-8")
-        return student_check(copy, cell_timeout, out, folder=path.parent)
+    nb = nbformat.from_dict(visible(read_notebook(path), path.name))
+    return student_check(path, cell_timeout, out, nb=nb)

@@ -9,7 +9,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .verdict import Plan, Wrong, close
+from .verdict import Plan, Wrong, close, each_close
 
 
 def padding01(batch, seq, gen):
@@ -125,10 +125,7 @@ def bert_layer(fn, seed):
             w = layer(x, mask)
         want.append(w[0] if isinstance(w, tuple) else w)
 
-    def judge(out):
-        for i, w in enumerate(want):
-            close(out.get(i, "out0", "layer output", w.shape, w.dtype), w,
-                  f"input {i + 1}: layer output", 2e-5, "Post-LN BERT layer (dropout on the two "
-                  "dense outputs, attention output first).")
-    plan.judge = judge
+    plan.judge = lambda out: each_close(out, want, "layer output", 2e-5, "Post-LN BERT layer "
+                                        "(dropout on the two dense outputs, attention output "
+                                        "first).")
     return plan

@@ -7,7 +7,7 @@ import functools
 import torch
 
 from .oracles_attention import additive, padding01, pick
-from .verdict import Plan, Wrong, close
+from .verdict import Plan, Wrong, close, each_close
 
 PAD, CLS, SEP = 0, 101, 102
 
@@ -40,12 +40,9 @@ def self_attention_module(fn, seed):
         want = [hf(x, m) for m in (None, mask)]
     want = [w[0] if isinstance(w, tuple) else w for w in want]
 
-    def judge(out):
-        for i, w in enumerate(want):
-            close(out.get(i, "out0", "context", w.shape, w.dtype), w,
-                  f"input {i + 1}: context", 1e-5, "query/key/value, split the heads, attend "
-                  "(1/sqrt(head_size), the mask added), merge the heads back.")
-    plan.judge = judge
+    plan.judge = lambda out: each_close(out, want, "context", 1e-5, "query/key/value, split "
+                                        "the heads, attend (1/sqrt(head_size), the mask added), "
+                                        "merge the heads back.")
     return plan
 
 
@@ -106,10 +103,8 @@ def embeddings_module(fn, seed):
         want = [model.embeddings(input_ids=ids, token_type_ids=t) for t in (types, None)]
 
     def judge(out):
-        got = [out.get(i, "out0", "embeddings", w.shape, w.dtype) for i, w in enumerate(want)]
-        for i, (g, w) in enumerate(zip(got, want)):
-            close(g, w, f"input {i + 1}: embeddings", 1e-5, "LayerNorm(word + position + "
-                  "token-type embeddings); token types all 0 when none are given.")
+        got = each_close(out, want, "embeddings", 1e-5, "LayerNorm(word + position + "
+                         "token-type embeddings); token types all 0 when none are given.")
         if torch.equal(out.get(2, "out0", "embeddings in training mode", want[0].shape), got[0]):
             raise Wrong("in training mode the embeddings are dropped out (nn.Dropout after the "
                         "LayerNorm, config.hidden_dropout_prob)")

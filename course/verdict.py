@@ -103,6 +103,17 @@ def close(got, want, what: str, atol: float, hint: str = "") -> None:
                     f"{atol:g}).{' ' + hint if hint else ''}")
 
 
+def each_close(out: Outputs, want: list, what: str, atol: float, hint: str,
+               dtype: bool = True) -> list:
+    """Case i's first output against want[i], in order: its shape (and dtype), then its
+    values within atol. Returns the outputs."""
+    got = []
+    for i, w in enumerate(want):
+        got.append(out.get(i, "out0", what, w.shape, w.dtype if dtype else None))
+        close(got[-1], w, f"input {i + 1}: {what}", atol, hint)
+    return got
+
+
 def read_result(b64: str | None) -> Outputs:
     """The harness's safetensors file, checked before it is loaded: size, header, dtypes."""
     from safetensors.torch import load

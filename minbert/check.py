@@ -89,14 +89,15 @@ def verdict(ran: dict, i: int, exercises: list) -> tuple[str, str]:
     return ("fail" if ename == "AssertionError" else "error"), f"{ename}: {line}".rstrip(": ")
 
 
-def check(path, cell_timeout: float = 300, out=None, folder=None) -> int:
-    """Print each check's verdict and the total; 0 when every check passed, else 1. The
-    kernel starts in `folder` (default: the notebook's)."""
+def check(path, cell_timeout: float = 300, out=None, nb=None) -> int:
+    """Print each check's verdict and the total; 0 when every check passed, else 1. `nb`: the
+    notebook to run in place of the file's (an nbformat node); the kernel starts in the
+    file's folder either way."""
     import nbformat
     out = out or sys.stdout
     path = Path(path).resolve()
     try:
-        nb = nbformat.read(path, as_version=4)
+        nb = nb or nbformat.read(path, as_version=4)
     except Exception as e:  # nbformat raises several kinds for a file that is no notebook
         raise ValueError(f"{path}: not a Jupyter notebook ({type(e).__name__}: {e})") from None
     cells = nb.cells
@@ -104,7 +105,7 @@ def check(path, cell_timeout: float = 300, out=None, folder=None) -> int:
         print(f"{path.name} has no check cells", file=out)
         return 0
     print(f"running {path.name} in a fresh kernel (visible checks only) ...", file=out, flush=True)
-    ran = run(nb, Path(folder or path.parent), cell_timeout)
+    ran = run(nb, path.parent, cell_timeout)
     got = total = 0.0
     exercises: list[int] = []
     for i, c in enumerate(cells):

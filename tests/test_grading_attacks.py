@@ -26,19 +26,11 @@ import pytest
 
 import course
 from course import guard, sandbox, staging
-from course.sandbox import bwrap
+from hostile_code import RIGHT, WRONG, needs_bwrap
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "01_heads.ipynb"
-pytestmark = pytest.mark.skipif(bwrap() is None, reason="needs bubblewrap (apt-get install "
-                                                         "bubblewrap), as .ci/run installs")
-
-WRONG = ("def my_attention(query, key, value, mask=None):\n"
-         "    scores = query @ key.transpose(-1, -2)  # no 1/sqrt(d): wrong\n"
-         "    if mask is not None:\n        scores = scores + mask\n"
-         "    probs = torch.softmax(scores, dim=-1)\n    return probs @ value, probs\n")
-RIGHT = WRONG.replace("key.transpose(-1, -2)  # no 1/sqrt(d): wrong",
-                      "key.transpose(-1, -2) / math.sqrt(query.size(-1))")
+pytestmark = needs_bwrap
 # the right answer, reached only if the attack got through
 IF_OK = ("def my_attention(query, key, value, mask=None):\n"
          "    if not ok:\n        raise RuntimeError('blocked: ' + why)\n"

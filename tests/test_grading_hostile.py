@@ -22,16 +22,11 @@ import pytest
 
 from course import engine, guard, oracles
 import course
-from course.sandbox import bwrap
+from hostile_code import RIGHT, needs_bwrap
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "01_mini.ipynb"
-pytestmark = pytest.mark.skipif(bwrap() is None, reason="needs bubblewrap (apt-get install "
-                                                         "bubblewrap), as .ci/run installs")
-RIGHT = ("def my_attention(query, key, value, mask=None):\n"
-         "    scores = query @ key.transpose(-1, -2) / math.sqrt(query.size(-1))\n"
-         "    if mask is not None:\n        scores = scores + mask\n"
-         "    probs = torch.softmax(scores, dim=-1)\n    return probs @ value, probs\n")
+pytestmark = needs_bwrap
 IF_OK = RIGHT.replace("):\n", "):\n    if not ok:\n        raise RuntimeError('blocked')\n", 1)
 SILENCE = "lambda *a, **k: None"
 ATTACKS = {  # added to the released ex-attention cell (stub kept), unless said otherwise

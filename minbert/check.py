@@ -17,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 
+from .env import CHECKS_ENV, CI_ENV
+
 def tags(cell: dict) -> list:
     meta = cell.get("metadata")
     t = meta.get("tags", []) if isinstance(meta, dict) else []
@@ -56,7 +58,7 @@ def run(nb, folder: Path, cell_timeout: float) -> dict:
         ran[cell_index] = ("ok", "", "") if c.get("status") == "ok" else \
             ("error", str(c.get("ename", "Error")), line)
 
-    env = {**os.environ, "MINBERT_CI": "1", "MINBERT_CHECKS": "raise",
+    env = {**os.environ, CI_ENV: "1", CHECKS_ENV: "raise",
            # the folder's minbert/ first, as in JupyterLab started there
            "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])
            .rstrip(os.pathsep)}
@@ -64,7 +66,7 @@ def run(nb, folder: Path, cell_timeout: float) -> dict:
                             resources={"metadata": {"path": str(folder)}},
                             on_cell_executed=executed)
     try:
-        client.execute(env=env, cwd=str(folder))
+        client.execute(env=env)  # the kernel's cwd: resources' path
     except (CellTimeoutError, DeadKernelError):
         pass  # the cell that ran out of time (or killed the kernel) and every later one: not run
     return ran
